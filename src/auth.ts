@@ -1,0 +1,72 @@
+import crypto from 'node:crypto';
+import { channels, type ChannelName } from './db/schema';
+import type { Store } from './db/store';
+
+export type ReadScope = 'none' | 'own' | 'all';
+
+export interface TokenScopes {
+  channels: ChannelName[];
+  read: ReadScope;
+}
+
+export interface Caller {
+  /** Recorded on each delivery it sends: `env:<n>` for OPS_TOKENS entries, the token id otherwise. */
+  id: string;
+  name: string;
+  scopes: TokenScopes;
+}
+
+export const fullScopes: TokenScopes = { channels: [...channels], read: 'all' };
+
+export function hashToken(token: string): string {
+  return crypto.createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export function generateToken(): string {
+  return `ngw_${crypto.randomBytes(24).toString('base64url')}`;
+}
+
+export class Authenticator {
+  private readonly configured: Buffer[];
+
+  constructor(
+    private readonly store: Store,
+    opsTokens: readonly string[],
+  ) {
+    this.configured = opsTokens.map((token) => crypto.createHash('sha256').update(token, 'utf8').digest());
+  }
+
+  async authenticate(token: string | null | undefined): Promise<Caller | undefined> {
+    if (!token) return undefined;
+    const presented = crypto.createHash('sha256').update(token, 'utf8').digest();
+    // Compare against every configured token, without stopping early, so timing tells nothing.
+    let match = -1;
+    this.configured.forEach((candidate, index) => {
+      if (crypto.timingSafeEqual(candidate, presented) && match < 0) match = index;
+    });
+    if (match >= 0) return { id: `env:${match + 1}`, name: `OPS_TOKENS #${match + 1}`, scopes: fullScopes };
+    const row = await this.store.findTokenByHash(presented.toString('hex'));
+    if (!row || row.revokedAt != null) return undefined;
+    return { id: row.id, name: row.name, scopes: JSON.parse(row.scopes) as TokenScopes };
+  }
+}
+
+/**
+ * With no OPS_TOKENS and no stored token, creates one with full rights, keeps only its hash and returns the token so
+ * that the caller can print it once.
+ */
+export async function ensureBootstrapToken(store: Store, opsTokens: readonly string[]): Promise<string | undefined> {
+  if (opsTokens.length > 0) return undefined;
+  if ((await store.listTokens()).length > 0) return undefined;
+  const token = generateToken();
+  await store.insertToken({
+    id: `tok_${crypto.randomBytes(8).toString('hex')}`,
+    name: 'bootstrap',
+    tokenHash: hashToken(token),
+    scopes: JSON.stringify(fullScopes),
+    createdAt: Date.now(),
+    revokedAt: null,
+    lastUsedAt: null,
+  });
+  return token;
+}

@@ -1,0 +1,83 @@
+import type { ChannelName } from '../db/schema';
+
+export type DingMsgType = 'TEXT' | 'MARKDOWN' | 'LINK' | 'ACTION_CARD';
+
+export interface DingMessage {
+  accessToken: string;
+  secret: string;
+  msgType: DingMsgType;
+  content: string;
+  title?: string;
+  messageUrl?: string;
+  picUrl?: string;
+  atMobiles: string[];
+  atUserIds: string[];
+  atAll: boolean;
+}
+
+export interface EmailMessage {
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject: string;
+  text: string;
+  html?: string;
+}
+
+export interface SmsMessage {
+  /** E.164, e.g. +8613800138000. */
+  mobile: string;
+  content: string;
+  template?: string;
+  params?: Record<string, string>;
+}
+
+export interface MessageByChannel {
+  DING: DingMessage;
+  EMAIL: EmailMessage;
+  SMS: SmsMessage;
+}
+
+export interface SendContext {
+  deliveryId: string;
+  attempt: number;
+  signal: AbortSignal;
+}
+
+export interface SendResult {
+  providerMessageId?: string;
+  /** Something the caller should know even though the send succeeded (partially rejected recipients, say). */
+  note?: string;
+}
+
+/**
+ * How a failed attempt counts: `retryable` is tried again with backoff, `rate_limited` too but not before
+ * `retryAfterMs`, `permanent` ends the delivery. `retryable: false` on a rate-limited verification code is decided
+ * by the dispatcher, not the channel.
+ */
+export type FailureKind = 'retryable' | 'permanent' | 'rate_limited';
+
+export class ChannelError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    readonly code: string,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'ChannelError';
+  }
+}
+
+/** One transport of one channel. Every provider implements this and nothing else. */
+export interface Channel<C extends ChannelName = ChannelName> {
+  readonly channel: C;
+  /** Provider label recorded on each delivery, e.g. `smtp`, `aliyun`, `file-outbox`. */
+  readonly provider: string;
+  /** True for transports that only pretend (file outbox, log): shown in the start banner. */
+  readonly development: boolean;
+  send(message: MessageByChannel[C], context: SendContext): Promise<SendResult>;
+  close?(): Promise<void>;
+}
+
+export type Channels = { [C in ChannelName]: Channel<C> };

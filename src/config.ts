@@ -1,0 +1,217 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
+
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+const int = (fallback: number, min = 0) =>
+  z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).default(fallback));
+const flag = (fallback: boolean) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'])
+      .default(fallback ? 'true' : 'false')
+      .transform((value) => ['true', '1', 'yes'].includes(value)),
+  );
+const httpUrl = (fallback?: string) => {
+  const url = z.string().url().refine((value) => /^https?:\/\//.test(value), 'must be an http(s) URL');
+  return z.preprocess(emptyAsUndefined, fallback === undefined ? url.optional() : url.default(fallback));
+};
+
+const envSchema = z
+  .object({
+    NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production', 'test']).default('development')),
+    PORT: int(4000).pipe(z.number().max(65535)),
+    HOST: z.preprocess(emptyAsUndefined, z.string().default('0.0.0.0')),
+    DATABASE_URL: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .default('file:./data/notify.db')
+        .refine((value) => value.startsWith('file:'), 'must start with file: (SQLite is the supported store)'),
+    ),
+    DATA_DIR: optionalString,
+    LOG_LEVEL: z.preprocess(
+      emptyAsUndefined,
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ),
+    OPS_TOKENS: optionalString,
+    NOTIFY_SECRET_KEY: optionalString,
+    SEND_WAIT_MS: int(5000),
+    SHUTDOWN_TIMEOUT_MS: int(10000),
+    PROVIDER_TIMEOUT_MS: int(10000, 1),
+    DISPATCH_CONCURRENCY: int(16, 1),
+    DISPATCH_POLL_MS: int(500, 10),
+    CLAIM_LEASE_MS: int(60000, 1000),
+    RETRY_MAX_ATTEMPTS: int(8, 1),
+    RETRY_MAX_AGE_SECONDS: int(86400, 1),
+    RETRY_BASE_DELAY_MS: int(2000, 1),
+    RETRY_MAX_DELAY_MS: int(600000, 1),
+    DINGTALK_BASE_URL: httpUrl('https://oapi.dingtalk.com'),
+    DINGTALK_ROBOT_PER_MINUTE: int(19, 1).pipe(z.number().max(20)),
+    SMTP_URL: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .refine((value) => /^smtps?:\/\//.test(value), 'must be an smtp:// or smtps:// URL')
+        .optional(),
+    ),
+    MAIL_FROM: z.preprocess(emptyAsUndefined, z.string().default('notify-gateway <notify@localhost>')),
+    SMTP_POOL_SIZE: int(5, 1),
+    SMS_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(['log', 'aliyun', 'tencent']).default('log')),
+    SMS_TEMPLATE_PARAM: z.preprocess(emptyAsUndefined, z.string().default('code')),
+    SMS_LIMIT_PER_MINUTE: int(1),
+    SMS_LIMIT_PER_HOUR: int(5),
+    SMS_LIMIT_PER_DAY: int(10),
+    ALIYUN_ACCESS_KEY_ID: optionalString,
+    ALIYUN_ACCESS_KEY_SECRET: optionalString,
+    ALIYUN_SMS_SIGN_NAME: optionalString,
+    ALIYUN_SMS_TEMPLATE_CODE: optionalString,
+    ALIYUN_SMS_ENDPOINT: httpUrl('https://dysmsapi.aliyuncs.com'),
+    TENCENT_SECRET_ID: optionalString,
+    TENCENT_SECRET_KEY: optionalString,
+    TENCENT_SMS_SDK_APP_ID: optionalString,
+    TENCENT_SMS_SIGN_NAME: optionalString,
+    TENCENT_SMS_TEMPLATE_ID: optionalString,
+    TENCENT_SMS_REGION: z.preprocess(emptyAsUndefined, z.string().default('ap-guangzhou')),
+    TENCENT_SMS_ENDPOINT: httpUrl('https://sms.tencentcloudapi.com'),
+  })
+  .superRefine((env, ctx) => {
+    const required: Record<string, (keyof typeof env)[]> = {
+      aliyun: ['ALIYUN_ACCESS_KEY_ID', 'ALIYUN_ACCESS_KEY_SECRET', 'ALIYUN_SMS_SIGN_NAME', 'ALIYUN_SMS_TEMPLATE_CODE'],
+      tencent: [
+        'TENCENT_SECRET_ID',
+        'TENCENT_SECRET_KEY',
+        'TENCENT_SMS_SDK_APP_ID',
+        'TENCENT_SMS_SIGN_NAME',
+        'TENCENT_SMS_TEMPLATE_ID',
+      ],
+    };
+    for (const key of required[env.SMS_PROVIDER] ?? []) {
+      if (!env[key]) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `is required when SMS_PROVIDER=${env.SMS_PROVIDER}` });
+      }
+    }
+  });
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  env: Env['NODE_ENV'];
+  host: string;
+  port: number;
+  databasePath: string;
+  dataDir: string;
+  logLevel: Env['LOG_LEVEL'];
+  opsTokens: string[];
+  secretKey?: string;
+  sendWaitMs: number;
+  shutdownTimeoutMs: number;
+  providerTimeoutMs: number;
+  dispatch: {
+    concurrency: number;
+    pollMs: number;
+    claimLeaseMs: number;
+    maxAttempts: number;
+    maxAgeMs: number;
+    baseDelayMs: number;
+    maxDelayMs: number;
+  };
+  ding: { baseUrl: string; perRobotPerMinute: number };
+  email: { smtpUrl?: string; from: string; poolSize: number };
+  sms: {
+    provider: Env['SMS_PROVIDER'];
+    templateParam: string;
+    limits: { perMinute: number; perHour: number; perDay: number };
+    aliyun: {
+      accessKeyId?: string;
+      accessKeySecret?: string;
+      signName?: string;
+      templateCode?: string;
+      endpoint: string;
+    };
+    tencent: {
+      secretId?: string;
+      secretKey?: string;
+      sdkAppId?: string;
+      signName?: string;
+      templateId?: string;
+      region: string;
+      endpoint: string;
+    };
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function databasePathFrom(url: string, cwd = process.cwd()): string {
+  const location = url.slice('file:'.length);
+  if (location === ':memory:') return location;
+  return path.resolve(cwd, location);
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const env = parsed.data;
+  const databasePath = databasePathFrom(env.DATABASE_URL);
+  const dataDir = path.resolve(
+    env.DATA_DIR ?? (databasePath === ':memory:' ? './data' : path.dirname(databasePath)),
+  );
+  return {
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    databasePath,
+    dataDir,
+    logLevel: env.LOG_LEVEL,
+    opsTokens: (env.OPS_TOKENS ?? '')
+      .split(',')
+      .map((token) => token.trim())
+      .filter(Boolean),
+    secretKey: env.NOTIFY_SECRET_KEY,
+    sendWaitMs: env.SEND_WAIT_MS,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    providerTimeoutMs: env.PROVIDER_TIMEOUT_MS,
+    dispatch: {
+      concurrency: env.DISPATCH_CONCURRENCY,
+      pollMs: env.DISPATCH_POLL_MS,
+      claimLeaseMs: env.CLAIM_LEASE_MS,
+      maxAttempts: env.RETRY_MAX_ATTEMPTS,
+      maxAgeMs: env.RETRY_MAX_AGE_SECONDS * 1000,
+      baseDelayMs: env.RETRY_BASE_DELAY_MS,
+      maxDelayMs: env.RETRY_MAX_DELAY_MS,
+    },
+    ding: { baseUrl: env.DINGTALK_BASE_URL!, perRobotPerMinute: env.DINGTALK_ROBOT_PER_MINUTE },
+    email: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, poolSize: env.SMTP_POOL_SIZE },
+    sms: {
+      provider: env.SMS_PROVIDER,
+      templateParam: env.SMS_TEMPLATE_PARAM,
+      limits: { perMinute: env.SMS_LIMIT_PER_MINUTE, perHour: env.SMS_LIMIT_PER_HOUR, perDay: env.SMS_LIMIT_PER_DAY },
+      aliyun: {
+        accessKeyId: env.ALIYUN_ACCESS_KEY_ID,
+        accessKeySecret: env.ALIYUN_ACCESS_KEY_SECRET,
+        signName: env.ALIYUN_SMS_SIGN_NAME,
+        templateCode: env.ALIYUN_SMS_TEMPLATE_CODE,
+        endpoint: env.ALIYUN_SMS_ENDPOINT!,
+      },
+      tencent: {
+        secretId: env.TENCENT_SECRET_ID,
+        secretKey: env.TENCENT_SECRET_KEY,
+        sdkAppId: env.TENCENT_SMS_SDK_APP_ID,
+        signName: env.TENCENT_SMS_SIGN_NAME,
+        templateId: env.TENCENT_SMS_TEMPLATE_ID,
+        region: env.TENCENT_SMS_REGION,
+        endpoint: env.TENCENT_SMS_ENDPOINT!,
+      },
+    },
+  };
+}

@@ -1,0 +1,245 @@
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, min, or, sql, type SQL } from 'drizzle-orm';
+import { migrationsCurrent, openDatabase, type Db } from './client';
+import { apiTokens, deliveries, deliveryAttempts, type ApiTokenRow, type DeliveryRow, type NewDeliveryRow } from './schema';
+import type {
+  DeliveryFilter,
+  DeliveryPatch,
+  InsertOutcome,
+  KeysetPage,
+  NewAttempt,
+  RecipientLimit,
+  StatusCount,
+  Store,
+} from './store';
+
+// Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
+const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
+const isSending = sql`${deliveries.status} = 'SENDING'`;
+
+export class SqliteStore implements Store {
+  private constructor(readonly db: Db) {}
+
+  static open(databasePath: string): SqliteStore {
+    return new SqliteStore(openDatabase(databasePath));
+  }
+
+  async insertDelivery(row: NewDeliveryRow, limits: RecipientLimit[] = []): Promise<InsertOutcome> {
+    // better-sqlite3 runs the transaction synchronously, so the checks and the insert are one atomic step.
+    return this.db.transaction((tx): InsertOutcome => {
+      if (row.idempotencyKey != null) {
+        const existing = tx
+          .select()
+          .from(deliveries)
+          .where(and(eq(deliveries.callerId, row.callerId), eq(deliveries.idempotencyKey, row.idempotencyKey)))
+          .get();
+        if (existing) return { kind: 'existing', delivery: existing };
+      }
+      for (const limit of limits) {
+        const since = row.createdAt - limit.windowMs;
+        const window = tx
+          .select({ used: count(), oldest: min(deliveries.createdAt) })
+          .from(deliveries)
+          .where(
+            and(
+              eq(deliveries.recipient, row.recipient),
+              eq(deliveries.channel, row.channel),
+              gt(deliveries.createdAt, since),
+              sql`${deliveries.status} <> 'CANCELLED'`,
+            ),
+          )
+          .get();
+        if (window && window.used >= limit.max) {
+          const retryAfterMs = Math.max(1000, (window.oldest ?? row.createdAt) + limit.windowMs - row.createdAt);
+          return { kind: 'limited', retryAfterMs, limit };
+        }
+      }
+      const delivery = tx.insert(deliveries).values(row).returning().get();
+      return { kind: 'created', delivery };
+    }, { behavior: 'immediate' });
+  }
+
+  async getDelivery(id: string) {
+    return this.db.select().from(deliveries).where(eq(deliveries.id, id)).get();
+  }
+
+  async getDeliveries(ids: readonly string[]) {
+    if (ids.length === 0) return [];
+    return this.db.select().from(deliveries).where(inArray(deliveries.id, [...ids])).all();
+  }
+
+  async listDeliveries(filter: DeliveryFilter, page: KeysetPage) {
+    const conditions: (SQL | undefined)[] = [
+      filter.channel && eq(deliveries.channel, filter.channel),
+      filter.status && eq(deliveries.status, filter.status),
+      filter.recipient !== undefined ? eq(deliveries.recipient, filter.recipient) : undefined,
+      filter.callerId !== undefined ? eq(deliveries.callerId, filter.callerId) : undefined,
+      filter.createdAfter !== undefined ? gt(deliveries.createdAt, filter.createdAfter) : undefined,
+      filter.createdBefore !== undefined ? lt(deliveries.createdAt, filter.createdBefore) : undefined,
+      page.after && sql`(${deliveries.createdAt}, ${deliveries.id}) < (${page.after.createdAt}, ${page.after.id})`,
+      page.before && sql`(${deliveries.createdAt}, ${deliveries.id}) > (${page.before.createdAt}, ${page.before.id})`,
+    ];
+    const order = page.inverted
+      ? [asc(deliveries.createdAt), asc(deliveries.id)]
+      : [desc(deliveries.createdAt), desc(deliveries.id)];
+    return this.db
+      .select()
+      .from(deliveries)
+      .where(and(...conditions))
+      .orderBy(...order)
+      .limit(page.limit)
+      .all();
+  }
+
+  async listAttempts(deliveryId: string) {
+    return this.db
+      .select()
+      .from(deliveryAttempts)
+      .where(eq(deliveryAttempts.deliveryId, deliveryId))
+      .orderBy(asc(deliveryAttempts.number))
+      .all();
+  }
+
+  async claimDue(now: number, limit: number, leaseUntil: number) {
+    return this.db.transaction((tx) => {
+      const due = tx
+        .select({ id: deliveries.id })
+        .from(deliveries)
+        .where(and(isPending, lte(deliveries.nextAttemptAt, now)))
+        .orderBy(asc(deliveries.nextAttemptAt))
+        .limit(limit)
+        .all();
+      const stale =
+        due.length < limit
+          ? tx
+              .select({ id: deliveries.id })
+              .from(deliveries)
+              .where(and(isSending, lt(deliveries.claimedUntil, now)))
+              .orderBy(asc(deliveries.claimedUntil))
+              .limit(limit - due.length)
+              .all()
+          : [];
+      const ids = [...due, ...stale].map((row) => row.id);
+      if (ids.length === 0) return [];
+      return tx
+        .update(deliveries)
+        .set({ status: 'SENDING', claimedUntil: leaseUntil, updatedAt: now })
+        .where(inArray(deliveries.id, ids))
+        .returning()
+        .all();
+    }, { behavior: 'immediate' });
+  }
+
+  async releaseClaims(now: number) {
+    return this.db
+      .update(deliveries)
+      .set({ status: 'RETRYING', claimedUntil: null, nextAttemptAt: now, updatedAt: now })
+      .where(isSending)
+      .run().changes;
+  }
+
+  async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch) {
+    return this.db.transaction((tx) => {
+      const current = tx.select().from(deliveries).where(eq(deliveries.id, deliveryId)).get();
+      if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
+      tx.insert(deliveryAttempts)
+        .values({
+          deliveryId,
+          channel: current.channel,
+          recipient: current.recipient,
+          provider: current.provider,
+          ...attempt,
+        })
+        .run();
+      return tx
+        .update(deliveries)
+        .set({ ...patch, updatedAt: attempt.startedAt + attempt.durationMs })
+        .where(eq(deliveries.id, deliveryId))
+        .returning()
+        .get();
+    }, { behavior: 'immediate' });
+  }
+
+  async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
+    return this.db
+      .update(deliveries)
+      .set({ ...patch, updatedAt: Date.now() })
+      .where(and(eq(deliveries.id, id), inArray(deliveries.status, [...fromStatuses])))
+      .returning()
+      .get();
+  }
+
+  async attemptTimesSince(channel: DeliveryRow['channel'], recipient: string, since: number) {
+    const rows = this.db
+      .select({ startedAt: deliveryAttempts.startedAt })
+      .from(deliveryAttempts)
+      .where(
+        and(
+          eq(deliveryAttempts.channel, channel),
+          eq(deliveryAttempts.recipient, recipient),
+          gte(deliveryAttempts.startedAt, since),
+        ),
+      )
+      .orderBy(asc(deliveryAttempts.startedAt))
+      .all();
+    return rows.map((row) => row.startedAt);
+  }
+
+  async countByStatus(): Promise<StatusCount[]> {
+    return this.db
+      .select({ channel: deliveries.channel, status: deliveries.status, count: count() })
+      .from(deliveries)
+      .groupBy(deliveries.channel, deliveries.status)
+      .all();
+  }
+
+  async oldestPendingCreatedAt() {
+    const row = this.db
+      .select({ oldest: min(deliveries.createdAt) })
+      .from(deliveries)
+      .where(or(isPending, isSending))
+      .get();
+    return row?.oldest ?? undefined;
+  }
+
+  async findTokenByHash(tokenHash: string) {
+    return this.db.select().from(apiTokens).where(eq(apiTokens.tokenHash, tokenHash)).get();
+  }
+
+  async insertToken(row: ApiTokenRow) {
+    this.db.insert(apiTokens).values(row).run();
+  }
+
+  async listTokens() {
+    return this.db.select().from(apiTokens).orderBy(asc(apiTokens.createdAt)).all();
+  }
+
+  async revokeToken(nameOrId: string, now: number) {
+    const result = this.db
+      .update(apiTokens)
+      .set({ revokedAt: now })
+      .where(and(or(eq(apiTokens.name, nameOrId), eq(apiTokens.id, nameOrId)), isNull(apiTokens.revokedAt)))
+      .run();
+    return result.changes > 0;
+  }
+
+  async touchToken(id: string, now: number) {
+    this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, id)).run();
+  }
+
+  async ping() {
+    try {
+      this.db.$client.prepare('select 1').get();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async migrationsCurrent() {
+    return migrationsCurrent(this.db);
+  }
+
+  async close() {
+    if (this.db.$client.open) this.db.$client.close();
+  }
+}

@@ -1,0 +1,239 @@
+import { ChannelError, type Channels, type SendResult } from '../channels/channel';
+import type { Config } from '../config';
+import type { DeliveryRow } from '../db/schema';
+import type { DeliveryPatch, NewAttempt, Store } from '../db/store';
+import type { Logger } from '../logger';
+import type { SecretBox } from '../secrets';
+import type { DeliveryEvents } from './events';
+import { messageFromStored } from './inputs';
+
+const minuteMs = 60_000;
+
+export interface DispatcherDeps {
+  store: Store;
+  channels: Channels;
+  secretBox: SecretBox;
+  events: DeliveryEvents;
+  logger: Logger;
+  config: Pick<Config, 'dispatch' | 'ding' | 'providerTimeoutMs'>;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface AttemptObserver {
+  (event: { delivery: DeliveryRow; attempt: NewAttempt }): void;
+}
+
+/**
+ * Sends what is due. Each delivery is claimed (SENDING with a lease) before it is sent, every attempt is recorded,
+ * and retryable failures are rescheduled with exponential backoff and jitter.
+ */
+export class Dispatcher {
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Start times of DingTalk attempts under way per robot, not yet in the attempts table. */
+  private readonly robotReservations = new Map<string, number>();
+  private timer?: NodeJS.Timeout;
+  private cycling = false;
+  private again = false;
+  private stopping = false;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly observers: AttemptObserver[] = [];
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+  }
+
+  get running(): boolean {
+    return this.timer !== undefined && !this.stopping;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  onAttempt(observer: AttemptObserver): void {
+    this.observers.push(observer);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.stopping = false;
+    this.timer = setInterval(() => this.kick(), this.deps.config.dispatch.pollMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Runs a claim cycle soon; calls while one runs coalesce into one more. */
+  kick(): void {
+    if (this.stopping) return;
+    if (this.cycling) {
+      this.again = true;
+      return;
+    }
+    this.cycling = true;
+    setImmediate(() => void this.cycle());
+  }
+
+  /** Stops claiming and waits for the attempts under way, at most `deadlineMs`. True when all finished. */
+  async stop(deadlineMs: number): Promise<boolean> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), deadlineMs);
+    });
+    const finished = await Promise.race([Promise.allSettled([...this.inFlight.values()]).then(() => true), deadline]);
+    clearTimeout(timer);
+    return finished;
+  }
+
+  private async cycle(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        const room = this.deps.config.dispatch.concurrency - this.inFlight.size;
+        if (room <= 0 || this.stopping) break;
+        const now = this.now();
+        const claimed = await this.deps.store.claimDue(now, room, now + this.deps.config.dispatch.claimLeaseMs);
+        for (const delivery of claimed) {
+          const attempt = this.attempt(delivery).finally(() => {
+            this.inFlight.delete(delivery.id);
+            this.kick();
+          });
+          this.inFlight.set(delivery.id, attempt);
+        }
+        if (claimed.length === room) this.again = true;
+      } while (this.again && !this.stopping);
+    } catch (error) {
+      this.deps.logger.error({ err: error }, 'dispatch cycle failed');
+    } finally {
+      this.cycling = false;
+    }
+  }
+
+  private async attempt(delivery: DeliveryRow): Promise<void> {
+    const { store, events, logger } = this.deps;
+    const log = logger.child({ deliveryId: delivery.id, channel: delivery.channel, provider: delivery.provider });
+    this.deps.events.publish(delivery);
+
+    if (delivery.channel === 'DING') {
+      const waitUntil = await this.robotSlot(delivery.recipient);
+      if (waitUntil !== undefined) {
+        const deferred = await store.transition(delivery.id, ['SENDING'], {
+          status: 'QUEUED',
+          nextAttemptAt: waitUntil,
+          claimedUntil: null,
+        });
+        if (deferred) events.publish(deferred);
+        log.debug({ nextAttemptAt: waitUntil }, 'robot at its per-minute limit; delivery waits its turn');
+        return;
+      }
+    }
+
+    const number = delivery.attempts + 1;
+    const startedAt = this.now();
+    const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
+    if (reservationKey) this.robotReservations.set(reservationKey, (this.robotReservations.get(reservationKey) ?? 0) + 1);
+    let result: SendResult | undefined;
+    let failure: ChannelError | undefined;
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), this.deps.config.providerTimeoutMs + 1000);
+    try {
+      const secrets = delivery.sealedSecrets
+        ? this.deps.secretBox.open<Record<string, unknown>>(delivery.sealedSecrets)
+        : null;
+      const message = messageFromStored(JSON.parse(delivery.payload) as Record<string, unknown>, secrets);
+      const channel = this.deps.channels[delivery.channel];
+      result = await channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal });
+    } catch (error) {
+      if (error instanceof ChannelError) {
+        failure = error;
+      } else {
+        log.error({ err: error }, 'channel threw an unexpected error');
+        failure = new ChannelError('retryable', 'INTERNAL', 'unexpected error in the gateway while sending');
+      }
+    } finally {
+      clearTimeout(timeout);
+    }
+
+    const finishedAt = this.now();
+    const attempt: NewAttempt = {
+      number,
+      startedAt,
+      durationMs: Math.max(0, finishedAt - startedAt),
+      outcome: failure ? (failure.kind === 'permanent' ? 'PERMANENT' : failure.kind === 'rate_limited' ? 'RATE_LIMITED' : 'RETRYABLE') : 'SENT',
+      providerCode: failure?.code ?? null,
+      providerMessage: failure?.message ?? result?.note ?? null,
+    };
+    const patch = this.outcome(delivery, number, finishedAt, result, failure);
+    try {
+      const updated = await store.finishAttempt(delivery.id, attempt, patch);
+      events.publish(updated);
+      for (const observer of this.observers) observer({ delivery: updated, attempt });
+      if (failure) {
+        log.warn({ attempt: number, status: updated.status, code: failure.code, nextAttemptAt: updated.nextAttemptAt }, failure.message);
+      } else {
+        log.info({ attempt: number, providerMessageId: updated.providerMessageId }, 'delivery sent');
+      }
+    } finally {
+      if (reservationKey) {
+        const left = (this.robotReservations.get(reservationKey) ?? 1) - 1;
+        if (left > 0) this.robotReservations.set(reservationKey, left);
+        else this.robotReservations.delete(reservationKey);
+      }
+    }
+  }
+
+  private outcome(
+    delivery: DeliveryRow,
+    number: number,
+    now: number,
+    result: SendResult | undefined,
+    failure: ChannelError | undefined,
+  ): DeliveryPatch {
+    const base: DeliveryPatch = { attempts: number, claimedUntil: null };
+    if (!failure) {
+      return {
+        ...base,
+        status: 'SENT',
+        sentAt: now,
+        nextAttemptAt: null,
+        providerMessageId: result?.providerMessageId ?? null,
+        lastErrorCode: result?.note ? 'PARTIALLY_REJECTED' : null,
+        lastErrorMessage: result?.note ?? null,
+        sealedSecrets: null,
+      };
+    }
+    const lastError = { lastErrorCode: failure.code, lastErrorMessage: failure.message };
+    const failed: DeliveryPatch = { ...base, ...lastError, status: 'FAILED', nextAttemptAt: null, sealedSecrets: null };
+    if (failure.kind === 'permanent') return failed;
+    // A provider's per-number limit on a verification code is final: a late code is worse than none.
+    if (failure.kind === 'rate_limited' && delivery.channel === 'SMS') return failed;
+    const { maxAttempts, maxAgeMs } = this.deps.config.dispatch;
+    const nextAttemptAt = now + Math.max(this.backoff(number), failure.retryAfterMs ?? 0);
+    if (number >= maxAttempts || nextAttemptAt - delivery.createdAt > maxAgeMs) return failed;
+    return { ...base, ...lastError, status: 'RETRYING', nextAttemptAt };
+  }
+
+  /** Exponential backoff with "equal jitter": half fixed, half random. */
+  backoff(attempt: number): number {
+    const { baseDelayMs, maxDelayMs } = this.deps.config.dispatch;
+    const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+  }
+
+  /** When the robot has used its per-minute allowance, the time its next slot frees; undefined when it may send now. */
+  private async robotSlot(robot: string): Promise<number | undefined> {
+    const now = this.now();
+    const limit = this.deps.config.ding.perRobotPerMinute;
+    const recent = await this.deps.store.attemptTimesSince('DING', robot, now - minuteMs);
+    const underway = this.robotReservations.get(robot) ?? 0;
+    if (recent.length + underway < limit) return undefined;
+    const index = recent.length + underway - limit;
+    const oldest = recent[Math.min(index, recent.length - 1)] ?? now;
+    return Math.max(oldest + minuteMs, now + 1000);
+  }
+}

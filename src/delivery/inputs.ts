@@ -1,0 +1,178 @@
+import crypto from 'node:crypto';
+import { parsePhoneNumberFromString } from 'libphonenumber-js';
+import { z } from 'zod';
+import type { DingMessage, EmailMessage, SmsMessage } from '../channels/channel';
+import { dingTalkBody, dingTalkBodyLimitBytes } from '../channels/ding-talk-robot';
+import type { ChannelName } from '../db/schema';
+import { ValidationError } from '../errors';
+
+// Control characters other than tab, newline and carriage return never belong in a message.
+const controlCharacters = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
+const lineBreaks = /[\r\n]/;
+
+const text = (max: number) =>
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine((value) => !controlCharacters.test(value), 'must not contain control characters');
+const requiredText = (max: number) => text(max).refine((value) => value.trim().length > 0, 'must not be empty');
+const singleLine = (max: number) => text(max).refine((value) => !lineBreaks.test(value), 'must be a single line');
+const requiredLine = (max: number) =>
+  singleLine(max).refine((value) => value.trim().length > 0, 'must not be empty');
+const httpUrl = singleLine(2048).refine((value) => {
+  try {
+    return ['http:', 'https:'].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) URL');
+const emailAddress = z
+  .string()
+  .max(254, 'must be at most 254 characters')
+  .refine((value) => !lineBreaks.test(value) && !controlCharacters.test(value), 'must not contain line breaks')
+  .pipe(z.email('must be an email address'));
+const mobileNumber = z
+  .string()
+  .max(32, 'must be at most 32 characters')
+  .transform((value, ctx) => {
+    const phone = /^[0-9+\-\s()]+$/.test(value) ? parsePhoneNumberFromString(value.trim(), 'CN') : undefined;
+    if (!phone?.isValid()) {
+      ctx.addIssue({ code: 'custom', message: 'must be a valid mobile number (E.164, or 11 digits for mainland China)' });
+      return z.NEVER;
+    }
+    return phone.number;
+  });
+export const idempotencyKey = requiredLine(255).optional();
+const optionalList = <T extends z.ZodType>(item: T, max: number) =>
+  z
+    .array(item)
+    .max(max, `must list at most ${max}`)
+    .nullish()
+    .transform((value) => value ?? []);
+const nullish = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+
+const dingSchema = z
+  .object({
+    accessToken: requiredLine(256),
+    secret: requiredLine(256),
+    content: requiredText(20_000),
+    msgType: z
+      .enum(['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'])
+      .nullish()
+      .transform((value) => value ?? 'TEXT'),
+    title: nullish(requiredLine(256)),
+    messageUrl: nullish(httpUrl),
+    picUrl: nullish(httpUrl),
+    atMobiles: optionalList(requiredLine(32), 100),
+    atUserIds: optionalList(requiredLine(64), 100),
+    atAll: z
+      .boolean()
+      .nullish()
+      .transform((value) => value ?? false),
+  })
+  .superRefine((input, ctx) => {
+    if (input.msgType !== 'TEXT' && !input.title) {
+      ctx.addIssue({ code: 'custom', path: ['title'], message: `is required for ${input.msgType}` });
+    }
+    if ((input.msgType === 'LINK' || input.msgType === 'ACTION_CARD') && !input.messageUrl) {
+      ctx.addIssue({ code: 'custom', path: ['messageUrl'], message: `is required for ${input.msgType}` });
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(dingTalkBody(input as DingMessage)), 'utf8');
+    if (bytes > dingTalkBodyLimitBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['content'],
+        message: `makes a DingTalk message of ${bytes} bytes; DingTalk accepts at most ${dingTalkBodyLimitBytes}`,
+      });
+    }
+  });
+
+const emailSchema = z.object({
+  to: z.array(emailAddress).min(1, 'must list at least one address').max(50, 'must list at most 50 addresses'),
+  cc: optionalList(emailAddress, 50),
+  bcc: optionalList(emailAddress, 50),
+  subject: nullish(singleLine(998)),
+  content: requiredText(1_000_000),
+  html: nullish(text(2_000_000)),
+});
+
+const smsSchema = z.object({
+  mobile: mobileNumber,
+  content: requiredLine(500),
+  template: nullish(requiredLine(64)),
+  params: z
+    .record(z.string().max(64), z.union([z.string().max(500), z.number()]).transform(String))
+    .refine((value) => Object.keys(value).length <= 20, 'must have at most 20 entries')
+    .nullish()
+    .transform((value) => value ?? undefined),
+});
+
+export type DingInput = z.input<typeof dingSchema>;
+export type EmailInput = z.input<typeof emailSchema>;
+export type SmsInput = z.input<typeof smsSchema>;
+
+export interface PreparedDelivery<M> {
+  message: M;
+  recipient: string;
+  /** Shown through the API and kept in the clear. */
+  payload: Record<string, unknown>;
+  /** Sealed at rest and erased once the delivery is final. */
+  secrets: Record<string, unknown> | null;
+}
+
+function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw new ValidationError(
+    result.error.issues.map((issue) => ({
+      path: issue.path.length > 0 ? issue.path.join('.') : 'input',
+      message: issue.message,
+    })),
+  );
+}
+
+/** A non-secret label of a DingTalk robot: enough to filter by, useless for sending. */
+export function robotLabel(accessToken: string): string {
+  return `robot:${crypto.createHash('sha256').update(accessToken).digest('hex').slice(0, 12)}`;
+}
+
+export function prepareDing(input: unknown): PreparedDelivery<DingMessage> {
+  const message = parse(dingSchema, input) as DingMessage;
+  const { accessToken, secret, ...visible } = message;
+  return { message, recipient: robotLabel(accessToken), payload: visible, secrets: { accessToken, secret } };
+}
+
+export function prepareEmail(input: unknown): PreparedDelivery<EmailMessage> {
+  const parsed = parse(emailSchema, input);
+  const message: EmailMessage = {
+    to: parsed.to,
+    cc: parsed.cc,
+    bcc: parsed.bcc,
+    subject: parsed.subject ?? '',
+    text: parsed.content,
+    html: parsed.html,
+  };
+  return { message, recipient: parsed.to.join(', ').toLowerCase(), payload: { ...message }, secrets: null };
+}
+
+export function prepareSms(input: unknown): PreparedDelivery<SmsMessage> {
+  const message = parse(smsSchema, input) as SmsMessage;
+  // The content is usually a verification code: it is a secret, the rest is not.
+  return {
+    message,
+    recipient: message.mobile,
+    payload: { mobile: message.mobile, template: message.template },
+    secrets: { content: message.content, params: message.params },
+  };
+}
+
+export const prepareByChannel = {
+  DING: prepareDing,
+  EMAIL: prepareEmail,
+  SMS: prepareSms,
+} satisfies Record<ChannelName, (input: unknown) => PreparedDelivery<unknown>>;
+
+/** Rebuilds the provider message from what was stored. */
+export function messageFromStored(payload: Record<string, unknown>, secrets: Record<string, unknown> | null): unknown {
+  return { ...payload, ...(secrets ?? {}) };
+}

@@ -1,0 +1,215 @@
+import crypto from 'node:crypto';
+import type { Caller } from '../auth';
+import type { Channels } from '../channels/channel';
+import type { Config } from '../config';
+import type { ChannelName, DeliveryRow } from '../db/schema';
+import type { DeliveryFilter, KeysetPage, RecipientLimit, Store } from '../db/store';
+import {
+  ForbiddenError,
+  IdempotencyConflictError,
+  InvalidStateError,
+  NotFoundError,
+  RateLimitedError,
+  ValidationError,
+} from '../errors';
+import type { SecretBox } from '../secrets';
+import type { Dispatcher } from './dispatcher';
+import { finalStatuses, type DeliveryEvents } from './events';
+import { idempotencyKey as idempotencyKeySchema, prepareByChannel } from './inputs';
+
+export interface SendOptions {
+  /** From the Idempotency-Key header; an `idempotencyKey` in the input wins. */
+  idempotencyKey?: string;
+  /** Wait for the first attempt (up to SEND_WAIT_MS). */
+  wait?: boolean;
+}
+
+export interface DeliveryServiceDeps {
+  store: Store;
+  channels: Channels;
+  dispatcher: Dispatcher;
+  events: DeliveryEvents;
+  secretBox: SecretBox;
+  config: Pick<Config, 'sendWaitMs' | 'sms'>;
+  now?: () => number;
+}
+
+const hourMs = 3_600_000;
+
+/** Delivery ids sort by creation time: 12 hex digits of milliseconds, then randomness. */
+export function newDeliveryId(now: number): string {
+  return `dlv_${now.toString(16).padStart(12, '0')}${crypto.randomBytes(8).toString('hex')}`;
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .map((key) => `${JSON.stringify(key)}:${stableJson((value as Record<string, unknown>)[key])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The one path every API layer takes: validate, check limits, record, hand to the dispatcher, report. */
+export class DeliveryService {
+  private readonly now: () => number;
+
+  constructor(private readonly deps: DeliveryServiceDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  sendDing(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
+    return this.send('DING', input, caller, options);
+  }
+
+  sendEmail(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
+    return this.send('EMAIL', input, caller, options);
+  }
+
+  sendSms(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
+    return this.send('SMS', input, caller, options);
+  }
+
+  async send(
+    channel: ChannelName,
+    input: Record<string, unknown>,
+    caller: Caller,
+    options: SendOptions = {},
+  ): Promise<DeliveryRow> {
+    const { idempotencyKey: keyInInput, wait: waitInInput, ...fields } = input;
+    if (!caller.scopes.channels.includes(channel)) {
+      throw new ForbiddenError(`This token may not send on ${channel}`);
+    }
+    const key = this.idempotencyKey(keyInInput ?? options.idempotencyKey);
+    const prepared = prepareByChannel[channel](fields);
+    const { store, secretBox, dispatcher, events } = this.deps;
+    const now = this.now();
+    const outcome = await store.insertDelivery(
+      {
+        id: newDeliveryId(now),
+        channel,
+        status: 'QUEUED',
+        provider: this.deps.channels[channel].provider,
+        recipient: prepared.recipient,
+        payload: JSON.stringify(prepared.payload),
+        sealedSecrets: prepared.secrets ? secretBox.seal(prepared.secrets) : null,
+        callerId: caller.id,
+        idempotencyKey: key ?? null,
+        requestHash: key ? secretBox.digest(`${channel}:${stableJson(prepared.message)}`) : null,
+        nextAttemptAt: now,
+        createdAt: now,
+        updatedAt: now,
+      },
+      channel === 'SMS' ? this.smsLimits() : [],
+    );
+    if (outcome.kind === 'limited') {
+      const retryAfterSeconds = Math.ceil(outcome.retryAfterMs / 1000);
+      throw new RateLimitedError(
+        `Too many messages to this number (limit ${outcome.limit.label}); try again in ${retryAfterSeconds} s`,
+        retryAfterSeconds,
+      );
+    }
+    if (outcome.kind === 'existing') {
+      const hash = secretBox.digest(`${channel}:${stableJson(prepared.message)}`);
+      if (outcome.delivery.requestHash !== hash || outcome.delivery.channel !== channel) {
+        throw new IdempotencyConflictError(key!);
+      }
+      return outcome.delivery;
+    }
+    const wait = (waitInInput ?? options.wait ?? true) !== false && this.deps.config.sendWaitMs > 0;
+    if (!wait) {
+      dispatcher.kick();
+      return outcome.delivery;
+    }
+    const waiter = events.waitFor(
+      outcome.delivery.id,
+      (delivery) => delivery.attempts > 0 || finalStatuses.has(delivery.status) || delivery.status === 'QUEUED' && delivery.nextAttemptAt! > now,
+      this.deps.config.sendWaitMs,
+    );
+    dispatcher.kick();
+    await waiter.promise;
+    return (await store.getDelivery(outcome.delivery.id)) ?? outcome.delivery;
+  }
+
+  async getDelivery(id: string, caller: Caller): Promise<DeliveryRow | undefined> {
+    const delivery = await this.deps.store.getDelivery(id);
+    return delivery && this.canRead(delivery, caller) ? delivery : undefined;
+  }
+
+  async getDeliveries(ids: readonly string[], caller: Caller): Promise<(DeliveryRow | undefined)[]> {
+    const rows = await this.deps.store.getDeliveries(ids);
+    const byId = new Map(rows.filter((row) => this.canRead(row, caller)).map((row) => [row.id, row]));
+    return ids.map((id) => byId.get(id));
+  }
+
+  async listDeliveries(filter: DeliveryFilter, page: KeysetPage, caller: Caller): Promise<DeliveryRow[]> {
+    if (caller.scopes.read === 'none') throw new ForbiddenError('This token may not read deliveries');
+    const scoped = caller.scopes.read === 'own' ? { ...filter, callerId: caller.id } : filter;
+    return this.deps.store.listDeliveries(scoped, page);
+  }
+
+  async listAttempts(deliveryId: string) {
+    return this.deps.store.listAttempts(deliveryId);
+  }
+
+  /** Stops a delivery that has not been sent yet. */
+  async cancelDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
+    await this.requireOwn(id, caller);
+    const cancelled = await this.deps.store.transition(id, ['QUEUED', 'RETRYING'], {
+      status: 'CANCELLED',
+      nextAttemptAt: null,
+      sealedSecrets: null,
+    });
+    if (!cancelled) throw new InvalidStateError('Only a QUEUED or RETRYING delivery can be cancelled');
+    this.deps.events.publish(cancelled);
+    return cancelled;
+  }
+
+  /** Sends a FAILED delivery again, as long as what it needs to be sent was not erased. */
+  async retryDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
+    const current = await this.requireOwn(id, caller);
+    if (current.status === 'FAILED' && current.channel !== 'EMAIL' && current.sealedSecrets == null) {
+      throw new InvalidStateError('Its credentials or code were erased when it failed; send a new message instead');
+    }
+    const retried = await this.deps.store.transition(id, ['FAILED'], {
+      status: 'QUEUED',
+      nextAttemptAt: this.now(),
+    });
+    if (!retried) throw new InvalidStateError('Only a FAILED delivery can be retried');
+    this.deps.events.publish(retried);
+    this.deps.dispatcher.kick();
+    return retried;
+  }
+
+  private async requireOwn(id: string, caller: Caller): Promise<DeliveryRow> {
+    const delivery = await this.deps.store.getDelivery(id);
+    if (!delivery || !this.canRead(delivery, caller)) throw new NotFoundError(`No delivery ${id}`);
+    if (caller.scopes.read !== 'all' && delivery.callerId !== caller.id) throw new ForbiddenError('Not your delivery');
+    return delivery;
+  }
+
+  private canRead(delivery: DeliveryRow, caller: Caller): boolean {
+    return caller.scopes.read === 'all' || (caller.scopes.read === 'own' && delivery.callerId === caller.id);
+  }
+
+  private idempotencyKey(value: unknown): string | undefined {
+    if (value == null) return undefined;
+    const parsed = idempotencyKeySchema.safeParse(value);
+    if (!parsed.success) {
+      throw new ValidationError(parsed.error.issues.map((issue) => ({ path: 'idempotencyKey', message: issue.message })));
+    }
+    return parsed.data;
+  }
+
+  private smsLimits(): RecipientLimit[] {
+    const { perMinute, perHour, perDay } = this.deps.config.sms.limits;
+    return [
+      { windowMs: 60_000, max: perMinute, label: `${perMinute} a minute` },
+      { windowMs: hourMs, max: perHour, label: `${perHour} an hour` },
+      { windowMs: 24 * hourMs, max: perDay, label: `${perDay} a day` },
+    ].filter((limit) => limit.max > 0);
+  }
+}

@@ -1,0 +1,37 @@
+import SchemaBuilder from '@pothos/core';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import RelayPlugin from '@pothos/plugin-relay';
+import type { Caller } from '../auth';
+import type { DeliveryEvents } from '../delivery/events';
+import type { DeliveryService } from '../delivery/service';
+
+export interface GraphQLContext {
+  caller: Caller;
+  service: DeliveryService;
+  events: DeliveryEvents;
+  /** The Idempotency-Key header, when the request carried one. */
+  idempotencyKey?: string;
+}
+
+export const builder = new SchemaBuilder<{
+  Context: GraphQLContext;
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+    ID: { Input: string; Output: string };
+  };
+  DefaultFieldNullability: false;
+}>({
+  plugins: [ErrorsPlugin, RelayPlugin],
+  defaultFieldNullability: false,
+  errors: { defaultTypes: [] },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    // Delivery ids are already unique and typed by their prefix (dlv_…): the same id in GraphQL, REST and logs.
+    encodeGlobalID: (_typename, id) => String(id),
+    decodeGlobalID: (globalID) => ({ typename: globalID.startsWith('dlv_') ? 'Delivery' : 'Unknown', id: globalID }),
+    nodeQueryOptions: { nullable: true },
+    nodesQueryOptions: false,
+  },
+});

@@ -1,0 +1,70 @@
+import http from 'node:http';
+import { createApp } from './app';
+import { ensureBootstrapToken } from './auth';
+import { closeChannels, createChannels } from './channels';
+import { ConfigError, loadConfig, type Config } from './config';
+import { SqliteStore } from './db/sqlite-store';
+import { createLogger } from './logger';
+import { loadSecretKey, SecretBox } from './secrets';
+
+function readConfig(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+const config = readConfig();
+const logger = createLogger({ level: config.logLevel, pretty: config.env === 'development' && process.stdout.isTTY });
+const store = SqliteStore.open(config.databasePath);
+const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
+const channels = createChannels(config, logger);
+const app = createApp({ config, store, channels, secretBox, logger });
+
+const bootstrapToken = await ensureBootstrapToken(store, config.opsTokens);
+if (bootstrapToken) {
+  // Printed once, on purpose outside the log: only its hash is kept.
+  console.log(`\n  No OPS_TOKENS configured: generated an API token. It is shown only this once:\n\n    OPS-Token: ${bootstrapToken}\n`);
+}
+const released = await store.releaseClaims(Date.now());
+if (released > 0) logger.warn({ released }, 'picked up deliveries caught mid-attempt by the last stop');
+
+const server = http.createServer(app.handler);
+server.listen(config.port, config.host, () => {
+  app.start();
+  const development = Object.values(channels)
+    .filter((channel) => channel.development)
+    .map((channel) => `${channel.channel} → ${channel.provider}`);
+  logger.info(
+    { url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${(server.address() as { port: number }).port}/graphql`, database: config.databasePath },
+    'notify-gateway listening',
+  );
+  if (development.length > 0) {
+    logger.warn({ channels: development }, 'DEVELOPMENT MODE: these channels do not reach real recipients');
+  }
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'stopping: no new requests, finishing attempts under way');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const finished = await app.stop(config.shutdownTimeoutMs);
+  if (!finished) logger.warn('attempts still under way at the deadline; they will be picked up at the next start');
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))]);
+  server.closeAllConnections();
+  await closeChannels(channels);
+  await store.close();
+  logger.info('stopped');
+  logger.flush?.();
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

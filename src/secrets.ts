@@ -1,0 +1,50 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const keyFileName = 'secret.key';
+
+/**
+ * The AES-256 key that seals pending secrets: NOTIFY_SECRET_KEY (64 hex characters or 32 bytes in base64), else a key
+ * generated on first start into the data folder with mode 0600.
+ */
+export function loadSecretKey(configured: string | undefined, dataDir: string): Buffer {
+  if (configured) {
+    const key = /^[0-9a-f]{64}$/i.test(configured) ? Buffer.from(configured, 'hex') : Buffer.from(configured, 'base64');
+    if (key.length !== 32) throw new Error('NOTIFY_SECRET_KEY must be 32 bytes: 64 hex characters or base64');
+    return key;
+  }
+  const file = path.join(dataDir, keyFileName);
+  try {
+    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'hex');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  fs.mkdirSync(dataDir, { recursive: true });
+  const key = crypto.randomBytes(32);
+  fs.writeFileSync(file, key.toString('hex'), { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
+export class SecretBox {
+  constructor(private readonly key: Buffer) {}
+
+  seal(value: unknown): string {
+    const iv = crypto.randomBytes(12);
+    const cipher = crypto.createCipheriv('aes-256-gcm', this.key, iv);
+    const ciphertext = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
+    return `v1.${Buffer.concat([iv, cipher.getAuthTag(), ciphertext]).toString('base64')}`;
+  }
+
+  open<T>(sealed: string): T {
+    const raw = Buffer.from(sealed.slice(3), 'base64');
+    const decipher = crypto.createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    return JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8')) as T;
+  }
+
+  /** Keyed hash for values that must be compared but not recoverable (idempotency payloads). */
+  digest(value: string): string {
+    return crypto.createHmac('sha256', this.key).update(value).digest('base64url');
+  }
+}
