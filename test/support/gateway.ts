@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { createApp, type App } from '../../src/app';
+import type { Channels } from '../../src/channels/channel';
+import { closeChannels, createChannels } from '../../src/channels';
+import { loadConfig, type Config } from '../../src/config';
+import { SqliteStore } from '../../src/db/sqlite-store';
+import { createLogger, type Logger } from '../../src/logger';
+import { loadSecretKey, SecretBox } from '../../src/secrets';
+
+export const testToken = 'test-token-0123456789';
+
+export interface TestGateway {
+  app: App;
+  store: SqliteStore;
+  config: Config;
+  channels: Channels;
+  logger: Logger;
+  /** Every log line written, parsed. */
+  logs: Record<string, unknown>[];
+  dir: string;
+  /** Calls the app in-process (no port): `path` is relative to http://gateway.test. */
+  fetch(pathname: string, init?: RequestInit): Promise<Response>;
+  /** POSTs a GraphQL operation with the test token (or `token`, or none when null). */
+  graphql<T = any>(
+    query: string,
+    variables?: Record<string, unknown>,
+    options?: { token?: string | null; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: { data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] } }>;
+  /** Listens on a loopback port and returns its base URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  env?: Record<string, string>;
+  /** Replace some channels (the others are built from config, as in production). */
+  channels?: Partial<Channels>;
+  /** Do not start the dispatcher (to inspect QUEUED rows). */
+  noDispatch?: boolean;
+}
+
+/** A gateway on a fresh database in a temporary folder, with the real migrations. */
+export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-gateway-test-'));
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: `file:${path.join(dir, 'notify.db')}`,
+    OPS_TOKENS: testToken,
+    LOG_LEVEL: 'debug',
+    DISPATCH_POLL_MS: '50',
+    RETRY_BASE_DELAY_MS: '50',
+    RETRY_MAX_DELAY_MS: '200',
+    PROVIDER_TIMEOUT_MS: '2000',
+    ...options.env,
+  });
+  const logs: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+      callback();
+    },
+  });
+  const logger = createLogger({ level: config.logLevel, pretty: false, destination });
+  const store = SqliteStore.open(config.databasePath);
+  const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
+  const channels = { ...createChannels(config, logger), ...options.channels } as Channels;
+  const app = createApp({ config, store, channels, secretBox, logger });
+  if (!options.noDispatch) app.start();
+  let server: http.Server | undefined;
+
+  const gateway: TestGateway = {
+    app,
+    store,
+    config,
+    channels,
+    logger,
+    logs,
+    dir,
+    fetch: (pathname, init) => app.fetch(new Request(new URL(pathname, 'http://gateway.test'), init)),
+    async graphql(query, variables, { token = testToken, headers = {} } = {}) {
+      const response = await gateway.fetch('/graphql', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token === null ? {} : { 'OPS-Token': token }),
+          ...headers,
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      return { status: response.status, body: await response.json() };
+    },
+    async listen() {
+      server ??= http.createServer(app.handler);
+      await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    },
+    async close() {
+      await app.stop(2000);
+      if (server) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server!.close(resolve));
+      }
+      await closeChannels(channels);
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return gateway;
+}
+
+/** Polls until `check` returns a value that is not undefined/false, or fails after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value as T;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export const deliveryFields = `
+  id channel status provider recipient attempts providerMessageId idempotencyKey
+  lastError { code message } nextAttemptAt createdAt updatedAt sentAt
+  attemptLog { number outcome providerCode providerMessage durationMs }
+`;
