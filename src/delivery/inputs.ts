@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
-import { parsePhoneNumberFromString } from 'libphonenumber-js';
+// The full metadata tells mobiles from landlines; the default build only checks lengths.
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { z } from 'zod';
 import type { DingMessage, EmailMessage, SmsMessage } from '../channels/channel';
 import { dingTalkBody, dingTalkBodyLimitBytes } from '../channels/ding-talk-robot';
@@ -36,7 +37,8 @@ const mobileNumber = z
   .max(32, 'must be at most 32 characters')
   .transform((value, ctx) => {
     const phone = /^[0-9+\-\s()]+$/.test(value) ? parsePhoneNumberFromString(value.trim(), 'CN') : undefined;
-    if (!phone?.isValid()) {
+    const type = phone?.isValid() ? phone.getType() : undefined;
+    if (!phone || (type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE')) {
       ctx.addIssue({ code: 'custom', message: 'must be a valid mobile number (E.164, or 11 digits for mainland China)' });
       return z.NEVER;
     }

@@ -1,0 +1,211 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { deliveryFields, startGateway, type TestGateway } from '../support/gateway';
+
+interface Received {
+  accessToken: string | null;
+  timestamp: string | null;
+  signValid: boolean;
+  body: any;
+}
+
+/** A DingTalk robot endpoint that checks the 加签 signature of the one robot it knows. */
+async function startRobotEndpoint(robot: { accessToken: string; secret: string }) {
+  const received: Received[] = [];
+  let answer: { errcode: number; errmsg: string } | undefined;
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk) => chunks.push(chunk));
+    request.on('end', () => {
+      const url = new URL(request.url ?? '/', 'http://robot.test');
+      const query = new URLSearchParams(url.search);
+      const timestamp = query.get('timestamp');
+      const expected = crypto.createHmac('sha256', robot.secret).update(`${timestamp}\n${robot.secret}`).digest('base64');
+      const signValid = query.get('sign') === expected && query.get('access_token') === robot.accessToken;
+      received.push({
+        accessToken: query.get('access_token'),
+        timestamp,
+        signValid,
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+      });
+      const reply =
+        answer ?? (signValid ? { errcode: 0, errmsg: 'ok' } : { errcode: 310000, errmsg: 'sign not match' });
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    answerWith(reply: { errcode: number; errmsg: string } | undefined) {
+      answer = reply;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const sendDing = `mutation($input: SendDingInput!) {
+  sendDing(input: $input) {
+    __typename
+    ... on Delivery { ${deliveryFields} }
+    ... on Error { message }
+    ... on ValidationError { fieldErrors { path message } }
+  }
+}`;
+
+const robot = {
+  accessToken: `a1b2c3${crypto.randomBytes(16).toString('hex')}`,
+  secret: `SEC${crypto.randomBytes(32).toString('hex')}`,
+};
+
+describe('sendDing', () => {
+  let endpoint: Awaited<ReturnType<typeof startRobotEndpoint>>;
+  let gateway: TestGateway;
+  const answers: unknown[] = [];
+  const countDeliveries = () =>
+    (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+  const call = async (input: Record<string, unknown>) => {
+    const result = await gateway.graphql(sendDing, { input });
+    answers.push(result.body);
+    expect(result.status).toBe(200);
+    expect(result.body.errors).toBeUndefined();
+    return result.body.data.sendDing;
+  };
+
+  beforeAll(async () => {
+    endpoint = await startRobotEndpoint(robot);
+    gateway = await startGateway({ env: { DINGTALK_BASE_URL: endpoint.url } });
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await endpoint.close();
+  });
+  beforeEach(() => endpoint.answerWith(undefined));
+
+  it('signs the request, sends the text and answers SENT after the first attempt', async () => {
+    const before = endpoint.received.length;
+    const delivery = await call({ ...robot, content: '磁盘告警: /var 95%', atMobiles: ['13800138000'] });
+    expect(delivery).toMatchObject({ __typename: 'Delivery', channel: 'DING', status: 'SENT', attempts: 1, provider: 'dingtalk' });
+    expect(delivery.sentAt).not.toBeNull();
+    expect(delivery.lastError).toBeNull();
+
+    expect(endpoint.received).toHaveLength(before + 1);
+    const request = endpoint.received.at(-1)!;
+    expect(request.signValid).toBe(true);
+    expect(Math.abs(Number(request.timestamp) - Date.now())).toBeLessThan(60_000);
+    expect(request.body).toEqual({
+      msgtype: 'text',
+      text: { content: '磁盘告警: /var 95% @13800138000' },
+      at: { atMobiles: ['13800138000'], atUserIds: [], isAtAll: false },
+    });
+
+    const row = await gateway.store.getDelivery(delivery.id);
+    expect(row).toMatchObject({ status: 'SENT', attempts: 1, sealedSecrets: null });
+  });
+
+  it('sends MARKDOWN with its title', async () => {
+    const delivery = await call({ ...robot, msgType: 'MARKDOWN', title: '发布', content: '## v1.2 已发布' });
+    expect(delivery.status).toBe('SENT');
+    expect(endpoint.received.at(-1)!.body).toMatchObject({
+      msgtype: 'markdown',
+      markdown: { title: '发布', text: '## v1.2 已发布' },
+    });
+  });
+
+  it('labels the recipient with a short, stable fingerprint of the robot, not its token', async () => {
+    const first = await call({ ...robot, content: 'one' });
+    const second = await call({ ...robot, content: 'two' });
+    const other = await call({ ...robot, accessToken: 'another-robot-token', content: 'three' });
+    expect(first.recipient).toMatch(/^robot:[0-9a-f]{12}$/);
+    expect(second.recipient).toBe(first.recipient);
+    expect(other.recipient).not.toBe(first.recipient);
+    expect(robot.accessToken).not.toContain(first.recipient.slice('robot:'.length));
+
+    const { body } = await gateway.graphql(
+      'query($r: String!) { deliveries(recipient: $r, first: 50) { edges { node { id } } } }',
+      { r: first.recipient },
+    );
+    answers.push(body);
+    const ids = body.data.deliveries.edges.map((edge: { node: { id: string } }) => edge.node.id);
+    expect(ids).toEqual(expect.arrayContaining([first.id, second.id]));
+    expect(ids).not.toContain(other.id);
+  });
+
+  it('records a refusal from DingTalk as FAILED with its errcode and errmsg', async () => {
+    endpoint.answerWith({ errcode: 300001, errmsg: 'token is not exist' });
+    const delivery = await call({ ...robot, content: 'x' });
+    expect(delivery).toMatchObject({
+      status: 'FAILED',
+      attempts: 1,
+      lastError: { code: '300001', message: 'token is not exist' },
+      attemptLog: [{ number: 1, outcome: 'PERMANENT', providerCode: '300001' }],
+    });
+  });
+
+  it('retries when DingTalk is unreachable, without naming the robot URL in the error', async () => {
+    const unreachable = await startGateway({ env: { DINGTALK_BASE_URL: 'http://127.0.0.1:9' } });
+    try {
+      const { body } = await unreachable.graphql(sendDing, { input: { ...robot, content: 'x' } });
+      answers.push(body);
+      expect(body.data.sendDing).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: 'ECONNREFUSED' } });
+      const logs = JSON.stringify(unreachable.logs);
+      expect(logs).not.toContain(robot.accessToken);
+      expect(logs).not.toContain(robot.secret);
+    } finally {
+      await unreachable.close();
+    }
+  });
+
+  it.each([
+    ['an empty content', { content: '   ' }, [{ path: 'content', message: 'must not be empty' }]],
+    ['an empty accessToken and secret', { accessToken: '', secret: '', content: 'x' }, [
+      { path: 'accessToken', message: 'must not be empty' },
+      { path: 'secret', message: 'must not be empty' },
+    ]],
+    ['MARKDOWN without a title', { msgType: 'MARKDOWN', content: 'x' }, [{ path: 'title', message: 'is required for MARKDOWN' }]],
+    ['LINK without title or messageUrl', { msgType: 'LINK', content: 'x' }, [
+      { path: 'title', message: 'is required for LINK' },
+      { path: 'messageUrl', message: 'is required for LINK' },
+    ]],
+    ['a messageUrl that is not http(s)', { msgType: 'LINK', title: 't', content: 'x', messageUrl: 'javascript:alert(1)' }, [
+      { path: 'messageUrl', message: 'must be an http(s) URL' },
+    ]],
+    ['a body over 20 000 bytes', { content: '告'.repeat(7000) }, [
+      { path: 'content', message: expect.stringMatching(/DingTalk accepts at most 20000/) },
+    ]],
+  ])('refuses %s with a ValidationError per field and records nothing', async (_label, fields, fieldErrors) => {
+    const before = countDeliveries();
+    const sentBefore = endpoint.received.length;
+    const result = await call({ ...robot, ...fields });
+    expect(result.__typename).toBe('ValidationError');
+    expect(result.fieldErrors).toEqual(fieldErrors);
+    expect(result.message).toBeTruthy();
+    expect(countDeliveries()).toBe(before);
+    expect(endpoint.received.length).toBe(sentBefore);
+  });
+
+  it('never shows the accessToken or secret in an API answer, the log or the stored payload', async () => {
+    const sent = await call({ ...robot, content: 'secret check', idempotencyKey: 'ding-1' });
+    for (const query of [
+      `query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`,
+      `query($id: ID!) { node(id: $id) { ... on Delivery { ${deliveryFields} } } }`,
+      `{ deliveries(first: 100, channel: DING) { edges { node { ${deliveryFields} } } } }`,
+    ]) {
+      const { body } = await gateway.graphql(query, { id: sent.id });
+      expect(body.errors).toBeUndefined();
+      answers.push(body);
+    }
+    // The same key again answers the original delivery.
+    expect((await call({ ...robot, content: 'secret check', idempotencyKey: 'ding-1' })).id).toBe(sent.id);
+
+    expect(answers.length).toBeGreaterThan(10);
+    const everything = JSON.stringify(answers) + JSON.stringify(gateway.logs);
+    expect(everything).not.toContain(robot.accessToken);
+    expect(everything).not.toContain(robot.secret);
+    const rows = gateway.store.db.$client.prepare('select * from deliveries').all();
+    expect(JSON.stringify(rows)).not.toContain(robot.accessToken);
+    expect(JSON.stringify(rows)).not.toContain(robot.secret);
+  });
+});
