@@ -7,7 +7,7 @@ export type ChannelName = (typeof channels)[number];
 export const deliveryStatuses = ['QUEUED', 'SENDING', 'SENT', 'RETRYING', 'FAILED', 'CANCELLED'] as const;
 export type DeliveryStatus = (typeof deliveryStatuses)[number];
 
-export const attemptOutcomes = ['SENT', 'RETRYABLE', 'PERMANENT', 'RATE_LIMITED'] as const;
+export const attemptOutcomes = ['SENT', 'RETRYABLE', 'PERMANENT', 'RATE_LIMITED', 'INTERRUPTED'] as const;
 export type AttemptOutcome = (typeof attemptOutcomes)[number];
 
 export const deliveries = sqliteTable(
