@@ -30,7 +30,8 @@ export const builder = new SchemaBuilder<{
     cursorType: 'String',
     // Delivery ids are already unique and typed by their prefix (dlv_…): the same id in GraphQL, REST and logs.
     encodeGlobalID: (_typename, id) => String(id),
-    decodeGlobalID: (globalID) => ({ typename: globalID.startsWith('dlv_') ? 'Delivery' : 'Unknown', id: globalID }),
+    // Delivery is the only node type: any other id is simply not found, so node(id) answers null as Relay expects.
+    decodeGlobalID: (globalID) => ({ typename: 'Delivery', id: globalID }),
     nodeQueryOptions: { nullable: true },
     nodesQueryOptions: false,
   },
