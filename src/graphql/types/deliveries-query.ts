@@ -20,13 +20,14 @@ builder.queryFields((t) => ({
   deliveries: t.connection(
     {
       type: DeliveryRef,
-      description: 'Deliveries this token may read, newest first. Keyset pagination: at most 100 a page.',
+      description:
+        'Deliveries this token may read, newest first (ties on createdAt by id). Keyset pagination: `first` and `last` default to 20 and are capped at 100 a page; follow `endCursor`/`startCursor` for more.',
       args: {
         channel: t.arg({ type: ChannelEnum }),
         status: t.arg({ type: DeliveryStatusEnum }),
         recipient: t.arg.string({ description: 'Exact recipient as shown on Delivery.recipient' }),
-        createdAfter: t.arg({ type: 'DateTime' }),
-        createdBefore: t.arg({ type: 'DateTime' }),
+        createdAfter: t.arg({ type: 'DateTime', description: 'Only deliveries created strictly after this instant' }),
+        createdBefore: t.arg({ type: 'DateTime', description: 'Only deliveries created strictly before this instant' }),
       },
       resolve: (_root, args, context) =>
         resolveCursorConnection(
