@@ -1,0 +1,88 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config';
+
+const problemsOf = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('loadConfig accepted the environment');
+};
+
+describe('core configuration', () => {
+  it('starts from documented defaults with an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 4000,
+      host: '0.0.0.0',
+      databasePath: path.resolve('data/notify.db'),
+      dataDir: path.resolve('data'),
+      opsTokens: [],
+      sendWaitMs: 5000,
+      ding: { baseUrl: 'https://oapi.dingtalk.com' },
+      email: { smtpUrl: undefined },
+      sms: { provider: 'log' },
+    });
+  });
+
+  it('reads PORT, HOST, DATABASE_URL, OPS_TOKENS, SEND_WAIT_MS and DINGTALK_BASE_URL', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '127.0.0.1',
+      DATABASE_URL: 'file:/srv/notify/gateway.db',
+      OPS_TOKENS: ' alpha, beta ,,gamma ',
+      SEND_WAIT_MS: '250',
+      DINGTALK_BASE_URL: 'http://127.0.0.1:9000',
+    });
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '127.0.0.1',
+      databasePath: '/srv/notify/gateway.db',
+      dataDir: '/srv/notify',
+      opsTokens: ['alpha', 'beta', 'gamma'],
+      sendWaitMs: 250,
+      ding: { baseUrl: 'http://127.0.0.1:9000' },
+    });
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ PORT: '', DINGTALK_BASE_URL: '', OPS_TOKENS: '' })).toMatchObject({
+      port: 4000,
+      ding: { baseUrl: 'https://oapi.dingtalk.com' },
+      opsTokens: [],
+    });
+  });
+
+  it('reports a bad PORT and a bad DINGTALK_BASE_URL together', () => {
+    const problems = problemsOf({ PORT: 'eighty', DINGTALK_BASE_URL: 'ftp://oapi.dingtalk.com' });
+    expect(problems).toHaveLength(2);
+    expect(problems.find((problem) => problem.startsWith('PORT: '))).toBeDefined();
+    expect(problems.find((problem) => problem.startsWith('DINGTALK_BASE_URL: '))).toMatch(/http\(s\) URL/);
+  });
+
+  it.each([
+    ['PORT above 65535', { PORT: '70000' }, 'PORT'],
+    ['a negative PORT', { PORT: '-1' }, 'PORT'],
+    ['a DINGTALK_BASE_URL that is not a URL', { DINGTALK_BASE_URL: 'oapi.dingtalk.com' }, 'DINGTALK_BASE_URL'],
+    ['a DATABASE_URL that is not file:', { DATABASE_URL: 'postgres://db/notify' }, 'DATABASE_URL'],
+    ['a negative SEND_WAIT_MS', { SEND_WAIT_MS: '-5' }, 'SEND_WAIT_MS'],
+    ['a fractional SEND_WAIT_MS', { SEND_WAIT_MS: '1.5' }, 'SEND_WAIT_MS'],
+  ])('refuses %s', (_label, env, key) => {
+    const problems = problemsOf(env);
+    expect(problems.length).toBeGreaterThan(0);
+    for (const problem of problems) expect(problem.startsWith(`${key}: `)).toBe(true);
+  });
+
+  it('lists every problem in the message', () => {
+    try {
+      loadConfig({ PORT: 'x', DATABASE_URL: 'mysql://x', DINGTALK_BASE_URL: 'nope' });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toMatch(/^Invalid configuration:\n/);
+      for (const key of ['PORT', 'DATABASE_URL', 'DINGTALK_BASE_URL']) expect((error as Error).message).toContain(`  - ${key}: `);
+    }
+  });
+});
