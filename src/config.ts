@@ -1,4 +1,5 @@
 import path from 'node:path';
+import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 
 const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
@@ -14,6 +15,18 @@ const flag = (fallback: boolean) =>
       .default(fallback ? 'true' : 'false')
       .transform((value) => ['true', '1', 'yes'].includes(value)),
   );
+// Never echo these values: SMTP_URL may carry a password.
+const smtpUrlHasHost = (value: string) => {
+  try {
+    return new URL(value).hostname !== '';
+  } catch {
+    return false;
+  }
+};
+const isSingleMailbox = (value: string) => {
+  const parsed = addressparser(value, { flatten: true });
+  return parsed.length === 1 && /^[^@\s<>]+@[^@\s<>]+$/.test(parsed[0].address ?? '');
+};
 const httpUrl = (fallback?: string) => {
   const url = z.string().url().refine((value) => /^https?:\/\//.test(value), 'must be an http(s) URL');
   return z.preprocess(emptyAsUndefined, fallback === undefined ? url.optional() : url.default(fallback));
@@ -55,9 +68,16 @@ const envSchema = z
       z
         .string()
         .refine((value) => /^smtps?:\/\//.test(value), 'must be an smtp:// or smtps:// URL')
+        .refine(smtpUrlHasHost, 'must name a host (percent-encode @ : / # ? in the user and password)')
         .optional(),
     ),
-    MAIL_FROM: z.preprocess(emptyAsUndefined, z.string().default('notify-gateway <notify@localhost>')),
+    MAIL_FROM: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .default('notify-gateway <notify@localhost>')
+        .refine(isSingleMailbox, 'must be one address, e.g. ops@example.com or "Ops Alerts <ops@example.com>"'),
+    ),
     SMTP_POOL_SIZE: int(5, 1),
     SMS_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(['log', 'aliyun', 'tencent']).default('log')),
     SMS_TEMPLATE_PARAM: z.preprocess(emptyAsUndefined, z.string().default('code')),
