@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { createServerAdapter } from '@whatwg-node/server';
 import { Authenticator } from './auth';
 import type { Channels } from './channels/channel';
@@ -39,7 +40,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   const isGraphiQLPage = (request: Request, url: URL) =>
     request.method === 'GET' && !url.searchParams.has('query') && (request.headers.get('accept') ?? '').includes('text/html');
 
-  const adapter = createServerAdapter(async (request: Request): Promise<Response> => {
+  const adapter = createServerAdapter<{ req?: IncomingMessage }>(async (request, context): Promise<Response> => {
     const url = new URL(request.url);
     if (url.pathname === '/graphql') {
       if (isGraphiQLPage(request, url)) return yoga.fetch(request, { caller: undefined as never });
@@ -52,7 +53,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       }
       return yoga.fetch(request, { caller });
     }
-    return (await operations(request, url)) ?? (await legacy(request, url)) ?? json({ error: 'not found' }, 404);
+    return (await operations(request, url)) ?? (await legacy(request, url, context?.req)) ?? json({ error: 'not found' }, 404);
   });
 
   return {

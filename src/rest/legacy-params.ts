@@ -1,0 +1,227 @@
+import type { IncomingMessage } from 'node:http';
+import { GatewayError } from '../errors';
+import { decodeForm, MalformedParameterError } from './form-decoding';
+
+/** Bodies past this are refused with PAYLOAD_TOO_LARGE (the email route accepts up to about 1 MB of content). */
+export const legacyBodyLimitBytes = 1024 * 1024;
+
+type BodyValue = unknown;
+
+/**
+ * The parameters of one legacy request, as the servlet's getParameter saw them: the query string first, then the
+ * body; within one source the first occurrence of a name wins.
+ */
+export class LegacyParams {
+  constructor(
+    private readonly query: ReadonlyMap<string, string>,
+    private readonly body: ReadonlyMap<string, BodyValue>,
+    /** Set when a body was sent in a type the gateway does not read (text/plain…): named in "is required" answers. */
+    readonly ignoredBodyType?: string,
+  ) {}
+
+  private raw(name: string): BodyValue {
+    if (this.query.has(name)) return this.query.get(name);
+    return this.body.get(name) ?? undefined;
+  }
+
+  has(name: string): boolean {
+    return this.raw(name) !== undefined;
+  }
+
+  /** A single text parameter; JSON numbers and booleans are taken as their text. */
+  text(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    if (typeof value === 'string') return value;
+    if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+    throw new MalformedParameterError(name, 'must be a string');
+  }
+
+  /** A list: items separated by commas or semicolons, or (JSON) an array of such strings. Empty items are dropped. */
+  list(name: string): string[] | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const items = Array.isArray(value) ? value : [value];
+    return items.flatMap((item) => {
+      if (typeof item === 'number') return [String(item)];
+      if (typeof item !== 'string') throw new MalformedParameterError(name, 'must be a string or a list of strings');
+      return item
+        .split(/[,;]/)
+        .map((part) => part.trim())
+        .filter(Boolean);
+    });
+  }
+
+  /** true/false (also 1/0); other text goes on as is for the service to refuse. Empty counts as absent. */
+  flag(name: string): boolean | string | undefined {
+    const value = this.raw(name);
+    if (value === undefined || value === '') return undefined;
+    if (typeof value === 'boolean') return value;
+    if (typeof value === 'string') {
+      const normalized = value.trim().toLowerCase();
+      if (normalized === 'true' || normalized === '1') return true;
+      if (normalized === 'false' || normalized === '0') return false;
+      return value;
+    }
+    throw new MalformedParameterError(name, 'must be true or false');
+  }
+}
+
+function firstWins(pairs: Iterable<[string, BodyValue]>): Map<string, BodyValue> {
+  const map = new Map<string, BodyValue>();
+  for (const [name, value] of pairs) if (!map.has(name)) map.set(name, value);
+  return map;
+}
+
+export function payloadTooLarge(limit: number): GatewayError {
+  return new GatewayError('PAYLOAD_TOO_LARGE', `body: larger than ${limit} bytes`);
+}
+
+/** Resolves with the body, or rejects with PAYLOAD_TOO_LARGE past `limit` bytes (the rest is drained, not read). */
+function readNodeBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const settle = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      if (error) reject(error);
+      else resolve(Buffer.concat(chunks));
+    };
+    // Keeps flowing past the limit so that the caller can finish sending and read the answer.
+    request.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > limit) {
+        chunks.length = 0;
+        settle(payloadTooLarge(limit));
+      } else {
+        chunks.push(chunk);
+      }
+    });
+    request.once('end', () => settle());
+    request.once('error', (error) => settle(error));
+    request.once('close', () => settle(new Error('the caller closed the connection before the body ended')));
+  });
+}
+
+async function readWebBody(request: Request, limit: number): Promise<Buffer> {
+  if (!request.body) return Buffer.alloc(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks);
+    size += value.byteLength;
+    if (size > limit) {
+      void (async () => {
+        while (!(await reader.read()).done);
+      })().catch(() => {});
+      throw payloadTooLarge(limit);
+    }
+    chunks.push(value);
+  }
+}
+
+/**
+ * The raw body. A GET's body only exists on the Node request (fetch's Request drops it), so that is read when it is
+ * there and not consumed yet; without it (app.fetch in tests) the Request body is read.
+ */
+export async function readBody(request: Request, nodeRequest: IncomingMessage | undefined, limit: number): Promise<Buffer> {
+  const declared = Number(request.headers.get('content-length') ?? nodeRequest?.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw payloadTooLarge(limit);
+  if (nodeRequest && !nodeRequest.readableEnded && !nodeRequest.destroyed && typeof nodeRequest.on === 'function') {
+    return readNodeBody(nodeRequest, limit);
+  }
+  return readWebBody(request, limit);
+}
+
+interface MediaType {
+  type: string;
+  charset?: string;
+}
+
+function mediaType(header: string | null): MediaType | undefined {
+  if (!header) return undefined;
+  const [type, ...parameters] = header.split(';');
+  const charset = parameters
+    .map((parameter) => parameter.trim().match(/^charset\s*=\s*"?([^";\s]+)"?$/i)?.[1])
+    .find(Boolean);
+  return { type: type!.trim().toLowerCase(), charset };
+}
+
+function decoderFor(charset: string | undefined): TextDecoder {
+  try {
+    return new TextDecoder(charset ?? 'utf-8', { fatal: true });
+  } catch {
+    throw new MalformedParameterError('Content-Type', `unsupported charset "${charset}"`);
+  }
+}
+
+function parseJsonBody(body: Buffer, charset: string | undefined): Map<string, BodyValue> {
+  let text: string;
+  try {
+    text = decoderFor(charset).decode(body);
+  } catch (error) {
+    if (error instanceof MalformedParameterError) throw error;
+    throw new MalformedParameterError('body', `is not valid ${(charset ?? 'utf-8').toUpperCase()}`);
+  }
+  if (text.trim() === '') return new Map();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    // Only the position: the parser's message quotes the body, which may hold robot secrets.
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw new MalformedParameterError('body', `is not valid JSON${position ? ` (at position ${position})` : ''}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new MalformedParameterError('body', 'must be a JSON object');
+  }
+  return new Map(Object.entries(parsed).filter(([, value]) => value !== null));
+}
+
+async function parseMultipartBody(body: Buffer, contentType: string): Promise<Map<string, BodyValue>> {
+  let form: FormData;
+  try {
+    form = await new Response(new Uint8Array(body), { headers: { 'content-type': contentType } }).formData();
+  } catch {
+    throw new MalformedParameterError('body', 'is not valid multipart/form-data');
+  }
+  const pairs: [string, BodyValue][] = [];
+  form.forEach((value, name) => {
+    if (typeof value === 'string') pairs.push([name, value]);
+  });
+  return firstWins(pairs);
+}
+
+function isJson(type: string): boolean {
+  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
+}
+
+/**
+ * Reads every parameter of a legacy request. Query strings are always UTF-8 (as the servlet container decoded them);
+ * form and JSON bodies honour the charset of their Content-Type, UTF-8 by default.
+ */
+export async function readLegacyParams(
+  request: Request,
+  url: URL,
+  nodeRequest: IncomingMessage | undefined,
+  limit = legacyBodyLimitBytes,
+): Promise<LegacyParams> {
+  const query = firstWins(decodeForm(url.search.slice(1), 'query string')) as Map<string, string>;
+  const body = await readBody(request, nodeRequest, limit);
+  if (body.length === 0) return new LegacyParams(query, new Map());
+  const header = request.headers.get('content-type');
+  const type = mediaType(header);
+  if (type && isJson(type.type)) return new LegacyParams(query, parseJsonBody(body, type.charset));
+  if (type?.type === 'application/x-www-form-urlencoded') {
+    decoderFor(type.charset);
+    return new LegacyParams(query, firstWins(decodeForm(body, 'form body', type.charset ?? 'utf-8')));
+  }
+  if (type?.type === 'multipart/form-data') return new LegacyParams(query, await parseMultipartBody(body, header!));
+  // The servlet ignored bodies it could not parse; so does the gateway, and says so if a parameter is then missing.
+  return new LegacyParams(query, new Map(), type?.type ?? 'untyped');
+}
