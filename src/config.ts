@@ -84,6 +84,7 @@ const envSchema = z
     SMS_LIMIT_PER_MINUTE: int(1),
     SMS_LIMIT_PER_HOUR: int(5),
     SMS_LIMIT_PER_DAY: int(10),
+    RATE_LIMIT_PER_TOKEN_PER_MINUTE: int(0),
     ALIYUN_ACCESS_KEY_ID: optionalString,
     ALIYUN_ACCESS_KEY_SECRET: optionalString,
     ALIYUN_SMS_SIGN_NAME: optionalString,
@@ -98,6 +99,13 @@ const envSchema = z
     TENCENT_SMS_ENDPOINT: httpUrl('https://sms.tencentcloudapi.com'),
   })
   .superRefine((env, ctx) => {
+    if (env.CLAIM_LEASE_MS <= env.PROVIDER_TIMEOUT_MS + 1000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CLAIM_LEASE_MS'],
+        message: `must be longer than PROVIDER_TIMEOUT_MS + 1000 (${env.PROVIDER_TIMEOUT_MS + 1000}), or a slow attempt could be claimed twice`,
+      });
+    }
     const required: Record<string, (keyof typeof env)[]> = {
       aliyun: ['ALIYUN_ACCESS_KEY_ID', 'ALIYUN_ACCESS_KEY_SECRET', 'ALIYUN_SMS_SIGN_NAME', 'ALIYUN_SMS_TEMPLATE_CODE'],
       tencent: [
@@ -129,6 +137,8 @@ export interface Config {
   sendWaitMs: number;
   shutdownTimeoutMs: number;
   providerTimeoutMs: number;
+  /** Deliveries one token may create per minute (counted in the database); 0 means no limit. */
+  rateLimitPerTokenPerMinute: number;
   dispatch: {
     concurrency: number;
     pollMs: number;
@@ -201,6 +211,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     sendWaitMs: env.SEND_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     providerTimeoutMs: env.PROVIDER_TIMEOUT_MS,
+    rateLimitPerTokenPerMinute: env.RATE_LIMIT_PER_TOKEN_PER_MINUTE,
     dispatch: {
       concurrency: env.DISPATCH_CONCURRENCY,
       pollMs: env.DISPATCH_POLL_MS,

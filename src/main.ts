@@ -31,7 +31,7 @@ if (bootstrapToken) {
   // Printed once, on purpose outside the log: only its hash is kept.
   console.log(`\n  No OPS_TOKENS configured: generated an API token. It is shown only this once:\n\n    OPS-Token: ${bootstrapToken}\n`);
 }
-const released = await store.releaseClaims(Date.now());
+const released = await store.releaseClaims(Date.now(), config.dispatch.maxAttempts);
 if (released > 0) logger.warn({ released }, 'picked up deliveries caught mid-attempt by the last stop');
 
 const server = http.createServer(app.handler);

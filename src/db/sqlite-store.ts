@@ -1,6 +1,14 @@
-import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, min, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, max, min, or, sql, type SQL } from 'drizzle-orm';
 import { migrationsCurrent, openDatabase, type Db } from './client';
-import { apiTokens, deliveries, deliveryAttempts, type ApiTokenRow, type DeliveryRow, type NewDeliveryRow } from './schema';
+import {
+  apiTokens,
+  deliveries,
+  deliveryAttempts,
+  type ApiTokenRow,
+  type AttemptRow,
+  type DeliveryRow,
+  type NewDeliveryRow,
+} from './schema';
 import type {
   DeliveryFilter,
   DeliveryPatch,
@@ -15,6 +23,8 @@ import type {
 // Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
 const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
 const isSending = sql`${deliveries.status} = 'SENDING'`;
+
+const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
 
 export class SqliteStore implements Store {
   private constructor(readonly db: Db) {}
@@ -36,17 +46,19 @@ export class SqliteStore implements Store {
       }
       for (const limit of limits) {
         const since = row.createdAt - limit.windowMs;
+        const counted =
+          limit.scope === 'caller'
+            ? and(eq(deliveries.callerId, row.callerId), gt(deliveries.createdAt, since))
+            : and(
+                eq(deliveries.recipient, row.recipient),
+                eq(deliveries.channel, row.channel),
+                gt(deliveries.createdAt, since),
+                sql`${deliveries.status} <> 'CANCELLED'`,
+              );
         const window = tx
           .select({ used: count(), oldest: min(deliveries.createdAt) })
           .from(deliveries)
-          .where(
-            and(
-              eq(deliveries.recipient, row.recipient),
-              eq(deliveries.channel, row.channel),
-              gt(deliveries.createdAt, since),
-              sql`${deliveries.status} <> 'CANCELLED'`,
-            ),
-          )
+          .where(counted)
           .get();
         if (window && window.used >= limit.max) {
           const retryAfterMs = Math.max(1000, (window.oldest ?? row.createdAt) + limit.windowMs - row.createdAt);
@@ -129,18 +141,45 @@ export class SqliteStore implements Store {
     }, { behavior: 'immediate' });
   }
 
-  async releaseClaims(now: number) {
-    return this.db
-      .update(deliveries)
-      .set({ status: 'RETRYING', claimedUntil: null, nextAttemptAt: now, updatedAt: now })
-      .where(isSending)
-      .run().changes;
+  async releaseClaims(now: number, maxAttempts = Number.POSITIVE_INFINITY) {
+    return this.db.transaction((tx) => {
+      const caught = tx.select().from(deliveries).where(isSending).all();
+      for (const delivery of caught) {
+        const number = this.nextAttemptNumber(tx, delivery);
+        tx.insert(deliveryAttempts)
+          .values({
+            deliveryId: delivery.id,
+            channel: delivery.channel,
+            recipient: delivery.recipient,
+            provider: delivery.provider,
+            number,
+            // Claiming sets updatedAt, so it is when the attempt began; how long it ran is unknown.
+            startedAt: delivery.updatedAt,
+            durationMs: 0,
+            outcome: 'INTERRUPTED',
+            providerCode: 'INTERRUPTED',
+            providerMessage: interruptedMessage,
+          })
+          .run();
+        const lastError = { lastErrorCode: 'INTERRUPTED', lastErrorMessage: interruptedMessage };
+        tx.update(deliveries)
+          .set(
+            number >= maxAttempts
+              ? { ...lastError, status: 'FAILED', attempts: number, claimedUntil: null, nextAttemptAt: null, sealedSecrets: null, updatedAt: now }
+              : { ...lastError, status: 'RETRYING', attempts: number, claimedUntil: null, nextAttemptAt: now, updatedAt: now },
+          )
+          .where(eq(deliveries.id, delivery.id))
+          .run();
+      }
+      return caught.length;
+    }, { behavior: 'immediate' });
   }
 
-  async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch) {
+  async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
     return this.db.transaction((tx) => {
       const current = tx.select().from(deliveries).where(eq(deliveries.id, deliveryId)).get();
       if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
+      const number = Math.max(attempt.number, this.nextAttemptNumber(tx, current));
       tx.insert(deliveryAttempts)
         .values({
           deliveryId,
@@ -148,15 +187,28 @@ export class SqliteStore implements Store {
           recipient: current.recipient,
           provider: current.provider,
           ...attempt,
+          number,
         })
         .run();
+      const updatedAt = attempt.startedAt + attempt.durationMs;
+      // A claim that lapsed (an attempt that outlived its lease) no longer decides the delivery's state.
+      const held = claimedUntil === undefined || (current.status === 'SENDING' && current.claimedUntil === claimedUntil);
       return tx
         .update(deliveries)
-        .set({ ...patch, updatedAt: attempt.startedAt + attempt.durationMs })
+        .set(held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt })
         .where(eq(deliveries.id, deliveryId))
         .returning()
         .get();
     }, { behavior: 'immediate' });
+  }
+
+  private nextAttemptNumber(tx: Pick<Db, 'select'>, delivery: DeliveryRow): number {
+    const last = tx
+      .select({ number: max(deliveryAttempts.number) })
+      .from(deliveryAttempts)
+      .where(eq(deliveryAttempts.deliveryId, delivery.id))
+      .get();
+    return Math.max(delivery.attempts, last?.number ?? 0) + 1;
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
@@ -182,6 +234,22 @@ export class SqliteStore implements Store {
       .orderBy(asc(deliveryAttempts.startedAt))
       .all();
     return rows.map((row) => row.startedAt);
+  }
+
+  async lastAttemptAt(channel: DeliveryRow['channel'], recipient: string, outcome: AttemptRow['outcome'], since: number) {
+    const row = this.db
+      .select({ startedAt: max(deliveryAttempts.startedAt) })
+      .from(deliveryAttempts)
+      .where(
+        and(
+          eq(deliveryAttempts.channel, channel),
+          eq(deliveryAttempts.recipient, recipient),
+          gte(deliveryAttempts.startedAt, since),
+          eq(deliveryAttempts.outcome, outcome),
+        ),
+      )
+      .get();
+    return row?.startedAt ?? undefined;
   }
 
   async countByStatus(): Promise<StatusCount[]> {

@@ -26,6 +26,8 @@ export interface RecipientLimit {
   windowMs: number;
   max: number;
   label: string;
+  /** What is counted: deliveries on the same channel to the same recipient (default), or every delivery of the caller. */
+  scope?: 'recipient' | 'caller';
 }
 
 export type InsertOutcome =
@@ -78,15 +80,21 @@ export interface Store {
   claimDue(now: number, limit: number, leaseUntil: number): Promise<DeliveryRow[]>;
   /**
    * Hands every SENDING delivery back to the queue. Called once at start: the embedded database belongs to one gateway
-   * process, so a SENDING row at start was caught mid-attempt by a crash.
+   * process, so a SENDING row at start was caught mid-attempt by a crash. Each such attempt is recorded as INTERRUPTED
+   * and counts towards `maxAttempts` (a message that crashes the gateway cannot loop forever).
    */
-  releaseClaims(now: number): Promise<number>;
-  /** Records an attempt and applies its effect on the delivery in one transaction. */
-  finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch): Promise<DeliveryRow>;
+  releaseClaims(now: number, maxAttempts?: number): Promise<number>;
+  /**
+   * Records an attempt and applies its effect on the delivery in one transaction. With `claimedUntil`, the patch only
+   * applies while the delivery is still SENDING under that claim; otherwise only the attempt is recorded.
+   */
+  finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number): Promise<DeliveryRow>;
   /** Applies `patch` only while the delivery is in one of `fromStatuses`; undefined when it was not. */
   transition(id: string, fromStatuses: readonly DeliveryStatus[], patch: DeliveryPatch): Promise<DeliveryRow | undefined>;
   /** Attempts started at or after `since` for this channel and recipient, oldest first (start times only). */
   attemptTimesSince(channel: ChannelName, recipient: string, since: number): Promise<number[]>;
+  /** Start time of the latest attempt with this outcome for this channel and recipient at or after `since`. */
+  lastAttemptAt(channel: ChannelName, recipient: string, outcome: AttemptRow['outcome'], since: number): Promise<number | undefined>;
   countByStatus(): Promise<StatusCount[]>;
   oldestPendingCreatedAt(): Promise<number | undefined>;
 

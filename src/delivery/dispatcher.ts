@@ -8,6 +8,8 @@ import type { DeliveryEvents } from './events';
 import { messageFromStored } from './inputs';
 
 const minuteMs = 60_000;
+/** DingTalk mutes a robot for 10 minutes once it answers "send too fast" (130101/410100). */
+export const robotMuteMs = 10 * minuteMs;
 
 export interface DispatcherDeps {
   store: Store;
@@ -18,6 +20,11 @@ export interface DispatcherDeps {
   config: Pick<Config, 'dispatch' | 'ding' | 'providerTimeoutMs'>;
   now?: () => number;
   random?: () => number;
+}
+
+/** How long one attempt may take before the dispatcher gives up on it (a claim's lease must be longer). */
+export function attemptDeadlineMs(config: Pick<Config, 'providerTimeoutMs'>): number {
+  return config.providerTimeoutMs + 1000;
 }
 
 export interface AttemptObserver {
@@ -32,6 +39,8 @@ export class Dispatcher {
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Start times of DingTalk attempts under way per robot, not yet in the attempts table. */
   private readonly robotReservations = new Map<string, number>();
+  /** Per robot, the tail of the queue of slot checks: check and reservation must not interleave. */
+  private readonly robotQueues = new Map<string, Promise<unknown>>();
   private timer?: NodeJS.Timeout;
   private cycling = false;
   private again = false;
@@ -99,10 +108,12 @@ export class Dispatcher {
         const now = this.now();
         const claimed = await this.deps.store.claimDue(now, room, now + this.deps.config.dispatch.claimLeaseMs);
         for (const delivery of claimed) {
-          const attempt = this.attempt(delivery).finally(() => {
-            this.inFlight.delete(delivery.id);
-            this.kick();
-          });
+          const attempt = this.attempt(delivery)
+            .catch((error: unknown) => this.deps.logger.error({ err: error, deliveryId: delivery.id }, 'attempt failed'))
+            .finally(() => {
+              this.inFlight.delete(delivery.id);
+              this.kick();
+            });
           this.inFlight.set(delivery.id, attempt);
         }
         if (claimed.length === room) this.again = true;
@@ -119,8 +130,9 @@ export class Dispatcher {
     const log = logger.child({ deliveryId: delivery.id, channel: delivery.channel, provider: delivery.provider });
     this.deps.events.publish(delivery);
 
-    if (delivery.channel === 'DING') {
-      const waitUntil = await this.robotSlot(delivery.recipient);
+    const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
+    if (reservationKey) {
+      const waitUntil = await this.reserveRobotSlot(reservationKey);
       if (waitUntil !== undefined) {
         const deferred = await store.transition(delivery.id, ['SENDING'], {
           status: 'QUEUED',
@@ -135,19 +147,27 @@ export class Dispatcher {
 
     const number = delivery.attempts + 1;
     const startedAt = this.now();
-    const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
-    if (reservationKey) this.robotReservations.set(reservationKey, (this.robotReservations.get(reservationKey) ?? 0) + 1);
     let result: SendResult | undefined;
     let failure: ChannelError | undefined;
     const controller = new AbortController();
-    const timeout = setTimeout(() => controller.abort(), this.deps.config.providerTimeoutMs + 1000);
+    // The attempt ends by this deadline even if a channel ignores the signal, well inside the claim's lease.
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      controller.signal.addEventListener('abort', () =>
+        reject(new ChannelError('retryable', 'TIMEOUT', 'The provider did not answer in time')),
+      );
+    });
+    timedOut.catch(() => {});
+    const timeout = setTimeout(() => controller.abort(), attemptDeadlineMs(this.deps.config));
     try {
       const secrets = delivery.sealedSecrets
         ? this.deps.secretBox.open<Record<string, unknown>>(delivery.sealedSecrets)
         : null;
       const message = messageFromStored(JSON.parse(delivery.payload) as Record<string, unknown>, secrets);
       const channel = this.deps.channels[delivery.channel];
-      result = await channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal });
+      result = await Promise.race([
+        channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
+        timedOut,
+      ]);
     } catch (error) {
       if (error instanceof ChannelError) {
         failure = error;
@@ -170,7 +190,7 @@ export class Dispatcher {
     };
     const patch = this.outcome(delivery, number, finishedAt, result, failure);
     try {
-      const updated = await store.finishAttempt(delivery.id, attempt, patch);
+      const updated = await store.finishAttempt(delivery.id, attempt, patch, delivery.claimedUntil ?? undefined);
       events.publish(updated);
       for (const observer of this.observers) observer({ delivery: updated, attempt });
       if (failure) {
@@ -178,6 +198,9 @@ export class Dispatcher {
       } else {
         log.info({ attempt: number, providerMessageId: updated.providerMessageId }, 'delivery sent');
       }
+    } catch (error) {
+      // Not recorded: the claim lapses and the delivery is attempted again (at-least-once).
+      log.error({ err: error, attempt: number }, 'could not record the attempt');
     } finally {
       if (reservationKey) {
         const left = (this.robotReservations.get(reservationKey) ?? 1) - 1;
@@ -225,15 +248,34 @@ export class Dispatcher {
     return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
   }
 
-  /** When the robot has used its per-minute allowance, the time its next slot frees; undefined when it may send now. */
-  private async robotSlot(robot: string): Promise<number | undefined> {
-    const now = this.now();
-    const limit = this.deps.config.ding.perRobotPerMinute;
-    const recent = await this.deps.store.attemptTimesSince('DING', robot, now - minuteMs);
-    const underway = this.robotReservations.get(robot) ?? 0;
-    if (recent.length + underway < limit) return undefined;
-    const index = recent.length + underway - limit;
-    const oldest = recent[Math.min(index, recent.length - 1)] ?? now;
-    return Math.max(oldest + minuteMs, now + 1000);
+  /**
+   * Reserves a slot for one attempt on this robot (released when the attempt is recorded), or answers when to come
+   * back: after its per-minute allowance frees, or after DingTalk's mute once it answered "send too fast".
+   * Checks run one at a time per robot so that a batch claimed together cannot overrun the allowance.
+   */
+  private reserveRobotSlot(robot: string): Promise<number | undefined> {
+    const check = async (): Promise<number | undefined> => {
+      const now = this.now();
+      const mutedAt = await this.deps.store.lastAttemptAt('DING', robot, 'RATE_LIMITED', now - robotMuteMs);
+      if (mutedAt !== undefined) return Math.max(mutedAt + robotMuteMs, now + 1000);
+      const limit = this.deps.config.ding.perRobotPerMinute;
+      const recent = await this.deps.store.attemptTimesSince('DING', robot, now - minuteMs);
+      const underway = this.robotReservations.get(robot) ?? 0;
+      if (recent.length + underway < limit) {
+        this.robotReservations.set(robot, underway + 1);
+        return undefined;
+      }
+      const index = recent.length + underway - limit;
+      const oldest = recent[Math.min(index, recent.length - 1)] ?? now;
+      return Math.max(oldest + minuteMs, now + 1000);
+    };
+    const previous = this.robotQueues.get(robot) ?? Promise.resolve();
+    const result = previous.then(check, check);
+    const tail = result.catch(() => undefined);
+    this.robotQueues.set(robot, tail);
+    void tail.then(() => {
+      if (this.robotQueues.get(robot) === tail) this.robotQueues.delete(robot);
+    });
+    return result;
   }
 }

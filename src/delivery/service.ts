@@ -3,19 +3,19 @@ import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
 import type { ChannelName, DeliveryRow } from '../db/schema';
-import type { DeliveryFilter, KeysetPage, RecipientLimit, Store } from '../db/store';
+import type { DeliveryFilter, KeysetPage, Store } from '../db/store';
 import {
   ForbiddenError,
   IdempotencyConflictError,
   InvalidStateError,
   NotFoundError,
-  RateLimitedError,
   ValidationError,
 } from '../errors';
 import type { SecretBox } from '../secrets';
 import type { Dispatcher } from './dispatcher';
 import { finalStatuses, type DeliveryEvents } from './events';
 import { idempotencyKey as idempotencyKeySchema, prepareByChannel } from './inputs';
+import { rateLimitedError, sendLimits } from './rate-limits';
 
 export interface SendOptions {
   /** From the Idempotency-Key header; an `idempotencyKey` in the input wins. */
@@ -30,11 +30,9 @@ export interface DeliveryServiceDeps {
   dispatcher: Dispatcher;
   events: DeliveryEvents;
   secretBox: SecretBox;
-  config: Pick<Config, 'sendWaitMs' | 'sms'>;
+  config: Pick<Config, 'sendWaitMs' | 'sms' | 'rateLimitPerTokenPerMinute'>;
   now?: () => number;
 }
-
-const hourMs = 3_600_000;
 
 /** Delivery ids sort by creation time: 12 hex digits of milliseconds, then randomness. */
 export function newDeliveryId(now: number): string {
@@ -103,15 +101,9 @@ export class DeliveryService {
         createdAt: now,
         updatedAt: now,
       },
-      channel === 'SMS' ? this.smsLimits() : [],
+      sendLimits(this.deps.config, channel),
     );
-    if (outcome.kind === 'limited') {
-      const retryAfterSeconds = Math.ceil(outcome.retryAfterMs / 1000);
-      throw new RateLimitedError(
-        `Too many messages to this number (limit ${outcome.limit.label}); try again in ${retryAfterSeconds} s`,
-        retryAfterSeconds,
-      );
-    }
+    if (outcome.kind === 'limited') throw rateLimitedError(outcome.limit, outcome.retryAfterMs);
     if (outcome.kind === 'existing') {
       const hash = secretBox.digest(`${channel}:${stableJson(prepared.message)}`);
       if (outcome.delivery.requestHash !== hash || outcome.delivery.channel !== channel) {
@@ -202,14 +194,5 @@ export class DeliveryService {
       throw new ValidationError(parsed.error.issues.map((issue) => ({ path: 'idempotencyKey', message: issue.message })));
     }
     return parsed.data;
-  }
-
-  private smsLimits(): RecipientLimit[] {
-    const { perMinute, perHour, perDay } = this.deps.config.sms.limits;
-    return [
-      { windowMs: 60_000, max: perMinute, label: `${perMinute} a minute` },
-      { windowMs: hourMs, max: perHour, label: `${perHour} an hour` },
-      { windowMs: 24 * hourMs, max: perDay, label: `${perDay} a day` },
-    ].filter((limit) => limit.max > 0);
   }
 }
