@@ -1,0 +1,363 @@
+// `npm run bench`: the gateway beside its baselines, in one run on one machine. Prints a Markdown table; with
+// `--write` it also replaces the table in BENCHMARKS.md. BENCH_SECONDS (default 10) sets each load run's length,
+// BENCH_EMAILS (default 10000) the end-to-end count, BENCH_ROWS (default 1000000) the query database size.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { openDatabase } from '../src/db/client';
+import { seedDeliveries } from './seed';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const emailCount = Number(process.env.BENCH_EMAILS ?? 10_000);
+const rowCount = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const token = 'bench-token-0123456789';
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-bench-'));
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+  peakRssMb: () => number;
+  stop: () => Promise<void>;
+}
+
+function start(script: string, env: Record<string, string>, ipc = false): Promise<Running> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: root,
+    env: { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env },
+    stdio: ipc ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
+  });
+  const peakRssMb = () => {
+    try {
+      const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+    } catch {
+      return 0;
+    }
+  };
+  return new Promise((resolve, reject) => {
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const ready = /ready (\d+)/.exec(output) ?? /:(\d+)\/graphql/.exec(output);
+      if (ready) {
+        child.stdout!.removeAllListeners('data');
+        child.stdout!.resume();
+        resolve({
+          child,
+          port: Number(ready[1]),
+          peakRssMb,
+          stop: () =>
+            new Promise((done) => {
+              if (child.exitCode !== null) return done();
+              child.once('exit', () => done());
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready: ${output}`)));
+  });
+}
+
+function freshDatabase(name: string): string {
+  const file = path.join(work, `${name}.db`);
+  openDatabase(file).$client.close();
+  return file;
+}
+
+const rows: string[][] = [];
+function record(measure: string, gateway: string, baseline: string, ratio: string, target: string, ok: boolean | undefined) {
+  rows.push([measure, gateway, baseline, ratio, target, ok === undefined ? '' : ok ? 'yes' : '**no**']);
+  console.log(`${measure}: ${gateway} | ${baseline} | ${ratio} | ${target}`);
+}
+
+async function load(url: string, options: { method?: string; headers?: Record<string, string>; body?: string }) {
+  await autocannon({ url, connections: 10, duration: Math.min(2, seconds), ...options });
+  return autocannon({ url, connections: 10, duration: seconds, ...options });
+}
+
+const graphqlBody = JSON.stringify({
+  query:
+    'mutation Send($input: SendEmailInput!) { sendEmail(input: $input) { __typename ... on Delivery { id status recipient createdAt } } }',
+  variables: { input: { to: ['ops@example.com'], subject: 'disk', content: '/var is at 97% on db-1', wait: false } },
+});
+const restPath = `/api/third/email/sendMsg?email=ops%40example.com&content=${encodeURIComponent('/var is at 97% on db-1')}`;
+
+async function acceptThroughput() {
+  const gatewayEnv = (name: string) => ({
+    DATABASE_URL: `file:${freshDatabase(name)}`,
+    OPS_TOKENS: token,
+    SEND_WAIT_MS: '0',
+  });
+  const measure = async (script: string, env: Record<string, string>, request: (port: number) => Promise<Awaited<ReturnType<typeof load>>>) => {
+    const server = await start(script, env);
+    const result = await request(server.port);
+    const rss = server.peakRssMb();
+    await server.stop();
+    if (result.non2xx > 0 || result.errors > 0) console.warn(`  ${script}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+    return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, rss };
+  };
+  const graphql = (port: number) =>
+    load(`http://127.0.0.1:${port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'ops-token': token },
+      body: graphqlBody,
+    });
+  const rest = (port: number) => load(`http://127.0.0.1:${port}${restPath}`, { headers: { 'ops-token': token } });
+
+  const baseGraphql = await measure('bench/servers/baseline-graphql.ts', { DB_PATH: freshDatabase('bg'), TOKEN: token }, graphql);
+  const gatewayGraphql = await measure('bench/servers/gateway-accept.ts', gatewayEnv('gg'), graphql);
+  const baseRest = await measure('bench/servers/baseline-rest.ts', { DB_PATH: freshDatabase('br'), TOKEN: token }, rest);
+  const gatewayRest = await measure('bench/servers/gateway-accept.ts', gatewayEnv('gr'), rest);
+
+  const line = (name: string, gateway: typeof baseRest, base: typeof baseRest, target: number) => {
+    const ratio = gateway.rps / base.rps;
+    record(
+      `${name} accept, req/s (p50 / p99 ms)`,
+      `${gateway.rps.toFixed(0)} (${gateway.p50} / ${gateway.p99})`,
+      `${base.rps.toFixed(0)} (${base.p50} / ${base.p99})`,
+      ratio.toFixed(2),
+      `≥ ${target}`,
+      ratio >= target,
+    );
+  };
+  line('GraphQL sendEmail', gatewayGraphql, baseGraphql, 0.5);
+  line('REST email route', gatewayRest, baseRest, 0.8);
+  return Math.max(gatewayGraphql.rss, gatewayRest.rss);
+}
+
+async function countAt(sink: Running): Promise<number> {
+  return new Promise((resolve) => {
+    sink.child.once('message', (message: { received: number }) => resolve(message.received));
+    sink.child.send('count');
+  });
+}
+
+async function waitForCount(sink: Running, target: number, timeoutMs: number): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const received = await countAt(sink);
+    if (received >= target || performance.now() > deadline) return received;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function sendAll(port: number, count: number, concurrency = 20) {
+  let next = 0;
+  let refused = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const index = next++;
+        const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'ops-token': token },
+          body: JSON.stringify({
+            query: 'mutation($input: SendEmailInput!) { sendEmail(input: $input) { __typename } }',
+            variables: {
+              input: { to: [`ops${index % 100}@example.com`], subject: `bench ${index}`, content: `message ${index}: disk /var is at 97%`, wait: false },
+            },
+          }),
+        });
+        const body = (await response.json()) as { data?: { sendEmail: { __typename: string } } };
+        if (body.data?.sendEmail.__typename !== 'Delivery') refused += 1;
+      }
+    }),
+  );
+  return refused;
+}
+
+async function endToEndEmail() {
+  const sinkAlone = await start('bench/servers/smtp-counter.ts', {}, true);
+  const alone = await new Promise<{ seconds: number; rss: number }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/servers/nodemailer-alone.ts'], {
+      cwd: root,
+      env: { ...process.env, SMTP_PORT: String(sinkAlone.port), COUNT: String(emailCount), POOL: '5' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    let rss = 0;
+    const timer = setInterval(() => {
+      try {
+        rss = Math.max(rss, Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
+      } catch {}
+    }, 50);
+    child.stdout!.on('data', (chunk) => (output += chunk));
+    child.once('exit', (code) => {
+      clearInterval(timer);
+      if (code !== 0) reject(new Error(`nodemailer-alone exited ${code}`));
+      else resolve({ seconds: JSON.parse(output).seconds, rss });
+    });
+  });
+  await sinkAlone.stop();
+
+  const sink = await start('bench/servers/smtp-counter.ts', {}, true);
+  const gateway = await start('src/main.ts', {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: `file:${freshDatabase('e2e')}`,
+    OPS_TOKENS: token,
+    SMTP_URL: `smtp://127.0.0.1:${sink.port}`,
+    SMTP_POOL_SIZE: '5',
+  });
+  const started = performance.now();
+  const refused = await sendAll(gateway.port, emailCount);
+  const acceptedSeconds = (performance.now() - started) / 1000;
+  const received = await waitForCount(sink, emailCount, 300_000);
+  const gatewaySeconds = (performance.now() - started) / 1000;
+  const rss = gateway.peakRssMb();
+  await gateway.stop();
+  await sink.stop();
+  if (refused > 0 || received < emailCount) console.warn(`  end-to-end: ${refused} refused, ${received}/${emailCount} received`);
+
+  const gatewayRate = received / gatewaySeconds;
+  const aloneRate = emailCount / alone.seconds;
+  record(
+    `${emailCount} emails end to end, mails/s`,
+    `${gatewayRate.toFixed(0)} (all accepted in ${acceptedSeconds.toFixed(1)} s, delivered in ${gatewaySeconds.toFixed(1)} s)`,
+    `${aloneRate.toFixed(0)} (nodemailer alone, ${alone.seconds.toFixed(1)} s)`,
+    (gatewayRate / aloneRate).toFixed(2),
+    '≥ 0.8',
+    gatewayRate / aloneRate >= 0.8,
+  );
+  return { rss, aloneRss: alone.rss, aloneRate };
+}
+
+function percentile(values: number[], p: number) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function deliveriesQueries(databasePath: string) {
+  const server = await start('bench/servers/gateway-accept.ts', { DATABASE_URL: `file:${databasePath}`, OPS_TOKENS: token });
+  const ask = async (query: string, variables: Record<string, unknown> = {}) => {
+    const response = await fetch(`http://127.0.0.1:${server.port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'ops-token': token },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await response.json()) as { data: any; errors?: unknown[] };
+  };
+  const page = `query($first: Int, $after: String, $channel: Channel, $status: DeliveryStatus, $recipient: String,
+      $createdAfter: DateTime, $createdBefore: DateTime) {
+    deliveries(first: $first, after: $after, channel: $channel, status: $status, recipient: $recipient,
+      createdAfter: $createdAfter, createdBefore: $createdBefore) {
+      edges { cursor node { id channel status recipient attempts createdAt sentAt lastError { code message } } }
+      pageInfo { hasNextPage endCursor }
+    } }`;
+  const day = 24 * 3600 * 1000;
+  // A cursor 90% of the way down the list.
+  const deepCursor = Buffer.from(
+    (() => {
+      const db = openDatabase(databasePath).$client;
+      const row = db
+        .prepare('select created_at as createdAt, id from deliveries order by created_at desc, id desc limit 1 offset ?')
+        .get(Math.floor(rowCount * 0.9)) as { createdAt: number; id: string };
+      db.close();
+      return `${row.createdAt}:${row.id}`;
+    })(),
+  ).toString('base64url');
+  const cases: [string, Record<string, unknown>][] = [
+    ['no filter', {}],
+    ['channel', { channel: 'EMAIL' }],
+    ['status', { status: 'FAILED' }],
+    ['recipient', { recipient: 'user42@example.com' }],
+    ['createdAfter', { createdAfter: new Date(Date.now() - 2 * day).toISOString() }],
+    ['createdBefore', { createdBefore: new Date(Date.now() - 20 * day).toISOString() }],
+    ['deep page by cursor', { after: deepCursor }],
+  ];
+  for (const [name, filter] of cases) {
+    const variables = { first: 20, ...filter };
+    const first = await ask(page, variables);
+    if (first.errors || first.data.deliveries.edges.length === 0) throw new Error(`${name}: ${JSON.stringify(first).slice(0, 300)}`);
+    for (let i = 0; i < 50; i += 1) await ask(page, variables);
+    const times: number[] = [];
+    for (let i = 0; i < 500; i += 1) {
+      const t = performance.now();
+      await ask(page, variables);
+      times.push(performance.now() - t);
+    }
+    const p99 = percentile(times, 99);
+    record(
+      `deliveries(first: 20), ${name}, ${rowCount.toLocaleString('en')} rows: p50 / p99 ms`,
+      `${percentile(times, 50).toFixed(2)} / ${p99.toFixed(2)}`,
+      '',
+      '',
+      'p99 < 5 ms',
+      p99 < 5,
+    );
+  }
+  await server.stop();
+}
+
+async function startToReady(databasePath: string, aloneRate: number) {
+  const sink = await start('bench/servers/smtp-counter.ts', {}, true);
+  const started = performance.now();
+  const gateway = await start('src/main.ts', {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: `file:${databasePath}`,
+    OPS_TOKENS: token,
+    SMTP_URL: `smtp://127.0.0.1:${sink.port}`,
+  });
+  for (;;) {
+    const response = await fetch(`http://127.0.0.1:${gateway.port}/readyz`).catch(() => undefined);
+    if (response?.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const readySeconds = (performance.now() - started) / 1000;
+  const before = await countAt(sink);
+  const window = 5;
+  await new Promise((resolve) => setTimeout(resolve, window * 1000));
+  const drained = (await countAt(sink)) - before;
+  await gateway.stop();
+  await sink.stop();
+  record(
+    `start to ready, ${rowCount.toLocaleString('en')} rows, 10% pending`,
+    `${readySeconds.toFixed(2)} s`,
+    '',
+    '',
+    '< 2 s',
+    readySeconds < 2,
+  );
+  record(
+    'backlog drain rate after start, emails/s',
+    `${(drained / window).toFixed(0)} (only the pending emails go to SMTP)`,
+    `${aloneRate.toFixed(0)} (nodemailer alone)`,
+    (drained / window / aloneRate).toFixed(2),
+    'provider pace',
+    undefined,
+  );
+}
+
+const rssAccept = await acceptThroughput();
+const e2e = await endToEndEmail();
+record('peak resident memory, accept runs / end-to-end run, MB', `${rssAccept.toFixed(0)} / ${e2e.rss.toFixed(0)}`, `nodemailer alone ${e2e.aloneRss.toFixed(0)}`, '', '< 200 MB', Math.max(rssAccept, e2e.rss) < 200);
+const seeded = freshDatabase('seeded');
+const seedStarted = performance.now();
+seedDeliveries(seeded, rowCount, Math.floor(rowCount / 10));
+console.log(`seeded ${rowCount} deliveries in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
+await deliveriesQueries(seeded);
+await startToReady(seeded, e2e.aloneRate);
+
+const table = [
+  '| measure | gateway | baseline | ratio | target | met |',
+  '|---|---|---|---|---|---|',
+  ...rows.map((row) => `| ${row.join(' | ')} |`),
+].join('\n');
+const header = `Measured ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, ${seconds} s per load run.`;
+console.log(`\n${header}\n\n${table}\n`);
+if (process.argv.includes('--write')) {
+  const file = path.join(root, 'BENCHMARKS.md');
+  const text = fs.readFileSync(file, 'utf8');
+  const updated = text.replace(/<!-- table -->[\s\S]*<!-- \/table -->/, `<!-- table -->\n${header}\n\n${table}\n<!-- /table -->`);
+  fs.writeFileSync(file, updated);
+}
+fs.rmSync(work, { recursive: true, force: true });
+process.exit(0);
