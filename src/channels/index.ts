@@ -9,7 +9,11 @@ import { LogSmsChannel } from './log-sms';
 
 export function createChannels(config: Config, logger: Logger): Channels {
   return {
-    DING: new DingTalkRobotChannel({ baseUrl: config.ding.baseUrl, timeoutMs: config.providerTimeoutMs }),
+    DING: new DingTalkRobotChannel({
+      baseUrl: config.ding.baseUrl,
+      timeoutMs: config.providerTimeoutMs,
+      logger: logger.child({ provider: 'dingtalk' }),
+    }),
     EMAIL: config.email.smtpUrl
       ? new SmtpEmailChannel(
           { url: config.email.smtpUrl, from: config.email.from, poolSize: config.email.poolSize, timeoutMs: config.providerTimeoutMs },

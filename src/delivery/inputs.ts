@@ -79,6 +79,15 @@ const dingSchema = z
     if ((input.msgType === 'LINK' || input.msgType === 'ACTION_CARD') && !input.messageUrl) {
       ctx.addIssue({ code: 'custom', path: ['messageUrl'], message: `is required for ${input.msgType}` });
     }
+    // DingTalk only @mentions in text and markdown; elsewhere the mention would silently vanish.
+    if (input.msgType === 'LINK' || input.msgType === 'ACTION_CARD') {
+      for (const field of ['atMobiles', 'atUserIds'] as const) {
+        if (input[field].length > 0) {
+          ctx.addIssue({ code: 'custom', path: [field], message: 'is only supported for TEXT and MARKDOWN' });
+        }
+      }
+      if (input.atAll) ctx.addIssue({ code: 'custom', path: ['atAll'], message: 'is only supported for TEXT and MARKDOWN' });
+    }
     const bytes = Buffer.byteLength(JSON.stringify(dingTalkBody(input as DingMessage)), 'utf8');
     if (bytes > dingTalkBodyLimitBytes) {
       ctx.addIssue({
