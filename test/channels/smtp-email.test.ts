@@ -199,8 +199,8 @@ describe('email over SMTP, through the gateway, as a real SMTP server receives i
 describe('SMTP server unreachable or refusing connections', () => {
   let sink: SmtpSink;
   const gateways: TestGateway[] = [];
-  const gatewayFor = async (url = sink.url) => {
-    const gateway = await startGateway({ env: { SMTP_URL: url, RETRY_MAX_ATTEMPTS: '100' } });
+  const gatewayFor = async (url = sink.url, env: Record<string, string> = {}) => {
+    const gateway = await startGateway({ env: { SMTP_URL: url, RETRY_MAX_ATTEMPTS: '100', ...env } });
     gateways.push(gateway);
     return gateway;
   };
@@ -243,6 +243,22 @@ describe('SMTP server unreachable or refusing connections', () => {
     const done = await deliveryWhen(gateway, sent.id, (d) => d.status === 'SENT');
     expect(done.attemptLog.map((attempt: { outcome: string }) => attempt.outcome)).toEqual(['RETRYABLE', 'RETRYABLE', 'SENT']);
     expect(sink.messagesFor(sent.id)).toHaveLength(1);
+  });
+
+  it.each<[string, SmtpSinkFailure, RegExp]>([
+    ['no greeting: the connect timeout ends the attempt', { stage: 'connect', stall: true, times: 1 }, /^ETIMEDOUT$/],
+    // The dispatcher's deadline (TIMEOUT) and nodemailer's abort (EABORT) fire together; either may be recorded.
+    ['no answer to DATA: the attempt is abandoned at its deadline', { stage: 'data', stall: true, times: 1 }, /^(TIMEOUT|EABORT)$/],
+  ])('hung server, %s; RETRYING, then SENT exactly once, and the hung connection is dropped', async (_label, failure, code) => {
+    const gateway = await gatewayFor(sink.url, { PROVIDER_TIMEOUT_MS: '300' });
+    sink.fail(failure);
+    const sent = await send(gateway, { to: ['ops@example.com'], subject: '无响应', content: 'x' });
+    expect(sent).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: expect.stringMatching(code) } });
+    const done = await deliveryWhen(gateway, sent.id, (d) => d.status === 'SENT');
+    expect(done.attemptLog.map((attempt: { outcome: string }) => attempt.outcome)).toEqual(['RETRYABLE', 'SENT']);
+    expect(sink.messagesFor(sent.id)).toHaveLength(1);
+    // Only the pooled connection that delivered stays open: the abort signal closed the hung one.
+    await eventually(() => sink.openConnections === 1);
   });
 
   it('greeting 554: FAILED at once', async () => {

@@ -15,7 +15,9 @@ export type SmtpSinkStage = 'connect' | 'mailFrom' | 'rcptTo' | 'data';
 export interface SmtpSinkFailure {
   stage: SmtpSinkStage;
   /** Reply code: 421, 450, 452 (transient) or 550, 552, 554 (permanent); 421 also closes the connection. */
-  code: number;
+  code?: number;
+  /** Never answer at this stage (a hung server); the connection stays open until the client gives up. */
+  stall?: boolean;
   /** Reply text; a standard one for the code when omitted. */
   message?: string;
   /** `rcptTo` only: reject just these addresses (case-insensitive); every recipient when omitted. */
@@ -86,11 +88,18 @@ interface Rule extends SmtpSinkFailure {
 }
 
 function smtpError(rule: Rule): Error & { responseCode: number } {
-  const error = new Error(rule.message ?? defaultReplies[rule.code] ?? 'Rejected by the test sink') as Error & {
+  const code = rule.code ?? 451;
+  const error = new Error(rule.message ?? defaultReplies[code] ?? 'Rejected by the test sink') as Error & {
     responseCode: number;
   };
-  error.responseCode = rule.code;
+  error.responseCode = code;
   return error;
+}
+
+/** Answers the SMTP command: accepted, refused as the rule says, or (stall) not at all. */
+function answer(rule: Rule | undefined, callback: (error?: Error) => void): void {
+  if (rule?.stall) return;
+  callback(rule ? smtpError(rule) : undefined);
 }
 
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
@@ -139,8 +148,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       closeTimeout: 100,
       onConnect(session, callback) {
         connectionCount += 1;
-        const rule = ruleFor('connect', session.id);
-        callback(rule ? smtpError(rule) : undefined);
+        answer(ruleFor('connect', session.id), callback);
       },
       onClose(session) {
         transactions.delete(session.id);
@@ -153,12 +161,10 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         callback(null, { message: 'Authentication credentials invalid', responseCode: 535 });
       },
       onMailFrom(_address, session, callback) {
-        const rule = ruleFor('mailFrom', newTransaction(session));
-        callback(rule ? smtpError(rule) : undefined);
+        answer(ruleFor('mailFrom', newTransaction(session)), callback);
       },
       onRcptTo(address, session, callback) {
-        const rule = ruleFor('rcptTo', transactionKey(session), address.address);
-        callback(rule ? smtpError(rule) : undefined);
+        answer(ruleFor('rcptTo', transactionKey(session), address.address), callback);
       },
       onData(stream, session, callback) {
         const rule = ruleFor('data', transactionKey(session));
@@ -170,7 +176,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         simpleParser(stream)
           .then((parsed) => {
             if (rule) {
-              callback(smtpError(rule));
+              answer(rule, callback);
               return;
             }
             const header = parsed.headers.get('x-notify-delivery-id');
