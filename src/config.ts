@@ -32,6 +32,25 @@ const httpUrl = (fallback?: string) => {
   return z.preprocess(emptyAsUndefined, fallback === undefined ? url.optional() : url.default(fallback));
 };
 
+const credential = { pattern: /^[^\s"']+$/, message: 'must not contain spaces or quotes (check how it was pasted)' };
+/** What each SMS provider needs, with the shape a value must have (undefined: any non-empty text). */
+const smsProviderSettings: Record<'aliyun' | 'tencent', Record<string, { pattern: RegExp; message: string } | undefined>> = {
+  aliyun: {
+    ALIYUN_ACCESS_KEY_ID: credential,
+    ALIYUN_ACCESS_KEY_SECRET: credential,
+    ALIYUN_SMS_SIGN_NAME: undefined,
+    ALIYUN_SMS_TEMPLATE_CODE: { pattern: /^SMS_\d+$/, message: 'must be an Aliyun template code such as SMS_154950909' },
+  },
+  tencent: {
+    TENCENT_SECRET_ID: credential,
+    TENCENT_SECRET_KEY: credential,
+    TENCENT_SMS_SDK_APP_ID: { pattern: /^\d+$/, message: 'must be the numeric SmsSdkAppId, such as 1400006666' },
+    TENCENT_SMS_SIGN_NAME: undefined,
+    TENCENT_SMS_TEMPLATE_ID: { pattern: /^\d+$/, message: 'must be a numeric template ID, such as 1110011' },
+    TENCENT_SMS_REGION: { pattern: /^[a-z]+-[a-z]+$/, message: 'must be a Tencent Cloud region such as ap-guangzhou' },
+  },
+};
+
 const envSchema = z
   .object({
     NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production', 'test']).default('development')),
@@ -80,7 +99,13 @@ const envSchema = z
     ),
     SMTP_POOL_SIZE: int(5, 1),
     SMS_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(['log', 'aliyun', 'tencent']).default('log')),
-    SMS_TEMPLATE_PARAM: z.preprocess(emptyAsUndefined, z.string().default('code')),
+    SMS_TEMPLATE_PARAM: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .default('code')
+        .refine((value) => /^[A-Za-z0-9_]{1,64}$/.test(value), 'must be a template variable name such as code (for Tencent, a position such as 1)'),
+    ),
     SMS_LIMIT_PER_MINUTE: int(1),
     SMS_LIMIT_PER_HOUR: int(5),
     SMS_LIMIT_PER_DAY: int(10),
@@ -106,22 +131,27 @@ const envSchema = z
         message: `must be longer than PROVIDER_TIMEOUT_MS + 1000 (${env.PROVIDER_TIMEOUT_MS + 1000}), or a slow attempt could be claimed twice`,
       });
     }
-    const required: Record<string, (keyof typeof env)[]> = {
-      aliyun: ['ALIYUN_ACCESS_KEY_ID', 'ALIYUN_ACCESS_KEY_SECRET', 'ALIYUN_SMS_SIGN_NAME', 'ALIYUN_SMS_TEMPLATE_CODE'],
-      tencent: [
-        'TENCENT_SECRET_ID',
-        'TENCENT_SECRET_KEY',
-        'TENCENT_SMS_SDK_APP_ID',
-        'TENCENT_SMS_SIGN_NAME',
-        'TENCENT_SMS_TEMPLATE_ID',
-      ],
-    };
-    for (const key of required[env.SMS_PROVIDER] ?? []) {
-      if (!env[key]) {
-        ctx.addIssue({ code: 'custom', path: [key], message: `is required when SMS_PROVIDER=${env.SMS_PROVIDER}` });
-      }
+  })
+  // Runs even when other settings failed to parse, so that one start reports every problem together.
+  .superRefine((env, ctx) => {
+    const provider = String(env.SMS_PROVIDER);
+    const settings = Object.hasOwn(smsProviderSettings, provider)
+      ? smsProviderSettings[provider as keyof typeof smsProviderSettings]
+      : {};
+    for (const [key, rule] of Object.entries(settings)) {
+      const value = (env as Record<string, unknown>)[key];
+      // Messages never echo the value: most of these are secrets.
+      const problem =
+        typeof value !== 'string' || value.trim() === ''
+          ? `is required when SMS_PROVIDER=${provider}`
+          : value !== value.trim()
+            ? 'must not start or end with spaces (check how it was pasted)'
+            : rule && !rule.pattern.test(value)
+              ? rule.message
+              : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', path: [key], message: problem });
     }
-  });
+  }, { when: () => true });
 
 export type Env = z.infer<typeof envSchema>;
 

@@ -6,6 +6,8 @@ import { DingTalkRobotChannel } from './ding-talk-robot';
 import { FileOutboxEmailChannel } from './file-outbox-email';
 import { SmtpEmailChannel } from './smtp-email';
 import { LogSmsChannel } from './log-sms';
+import { AliyunSmsChannel } from './aliyun-sms';
+import { TencentSmsChannel } from './tencent-sms';
 
 export function createChannels(config: Config, logger: Logger): Channels {
   return {
@@ -20,8 +22,41 @@ export function createChannels(config: Config, logger: Logger): Channels {
           logger.child({ provider: 'smtp' }),
         )
       : new FileOutboxEmailChannel(path.join(config.dataDir, 'outbox'), config.email.from),
-    SMS: new LogSmsChannel(logger.child({ provider: 'log' })),
+    SMS: createSmsChannel(config, logger),
   };
+}
+
+/** SMS_PROVIDER picks one; loadConfig has already refused a provider whose settings are missing. */
+function createSmsChannel(config: Config, logger: Logger): Channels['SMS'] {
+  const { sms, providerTimeoutMs: timeoutMs } = config;
+  switch (sms.provider) {
+    case 'aliyun':
+      return new AliyunSmsChannel({
+        accessKeyId: sms.aliyun.accessKeyId!,
+        accessKeySecret: sms.aliyun.accessKeySecret!,
+        signName: sms.aliyun.signName!,
+        templateCode: sms.aliyun.templateCode!,
+        endpoint: sms.aliyun.endpoint,
+        templateParam: sms.templateParam,
+        timeoutMs,
+        logger: logger.child({ provider: 'aliyun' }),
+      });
+    case 'tencent':
+      return new TencentSmsChannel({
+        secretId: sms.tencent.secretId!,
+        secretKey: sms.tencent.secretKey!,
+        sdkAppId: sms.tencent.sdkAppId!,
+        signName: sms.tencent.signName!,
+        templateId: sms.tencent.templateId!,
+        region: sms.tencent.region,
+        endpoint: sms.tencent.endpoint,
+        templateParam: sms.templateParam,
+        timeoutMs,
+        logger: logger.child({ provider: 'tencent' }),
+      });
+    default:
+      return new LogSmsChannel(logger.child({ provider: 'log' }));
+  }
 }
 
 export async function closeChannels(channels: Channels): Promise<void> {

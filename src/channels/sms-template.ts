@@ -1,0 +1,80 @@
+import { RequestError } from 'got';
+import { ChannelError, type SmsMessage } from './channel';
+
+/**
+ * Named template values: `content` fills the parameter called `paramName`, `params` add to it and win on the same name.
+ * Both vendors want strings.
+ */
+export function templateValues(message: Pick<SmsMessage, 'content' | 'params'>, paramName: string): Record<string, string> {
+  const values: Record<string, string> = { [paramName]: message.content };
+  for (const [name, value] of Object.entries(message.params ?? {})) values[name] = String(value);
+  return values;
+}
+
+const position = /^[1-9][0-9]*$/;
+
+/**
+ * Tencent templates are positional ({1}, {2}…), so params are keyed "1", "2"…: a JSON object's key order is not
+ * something a caller can rely on (JavaScript itself moves integer-like keys first). `content` fills position
+ * `paramName` when that is a number, else position 1.
+ */
+export function positionalTemplateValues(message: Pick<SmsMessage, 'content' | 'params'>, paramName: string): string[] {
+  const contentPosition = position.test(paramName) ? paramName : '1';
+  const values = templateValues(message, contentPosition);
+  const named = Object.keys(values).filter((key) => !position.test(key));
+  if (named.length > 0) {
+    throw new ChannelError(
+      'permanent',
+      'INVALID_TEMPLATE_PARAMS',
+      `Tencent templates are positional: key params "1", "2", … by placeholder number (got ${named.map((key) => JSON.stringify(key)).join(', ')})`,
+    );
+  }
+  const count = Math.max(...Object.keys(values).map(Number));
+  const list: string[] = [];
+  for (let index = 1; index <= count; index += 1) {
+    const value = values[String(index)];
+    if (value === undefined) {
+      throw new ChannelError(
+        'permanent',
+        'INVALID_TEMPLATE_PARAMS',
+        `Tencent template parameters must be numbered 1…${count} without gaps: "${index}" is missing`,
+      );
+    }
+    list.push(value);
+  }
+  return list;
+}
+
+/**
+ * Removes from a provider's message every template value (the verification code among them), raw or percent-encoded
+ * once or twice: Aliyun echoes its whole string-to-sign, template parameters included, in SignatureDoesNotMatch.
+ */
+export function redact(text: string, secrets: string[]): string {
+  let result = text.replace(/\s*server string to sign is:.*$/s, '');
+  for (const secret of secrets) {
+    if (!secret) continue;
+    const once = encodeURIComponent(secret);
+    for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1), once, encodeURIComponent(once)])) {
+      result = result.split(form).join('***');
+    }
+  }
+  return result;
+}
+
+/** A request that never got an answer: timeouts, refused or reset connections, DNS. Always worth another attempt. */
+export function transportFailure(error: unknown, provider: string): ChannelError {
+  const code =
+    error instanceof RequestError
+      ? (error.code ?? 'ECONNECTION')
+      : error instanceof Error && error.name === 'AbortError'
+        ? 'ABORTED'
+        : 'ECONNECTION';
+  // The message never carries the URL or the request: both can hold the code.
+  return new ChannelError('retryable', code, `${provider} unreachable: ${code}`);
+}
+
+/** A body that is not the vendor's JSON: a proxy's or load balancer's page. 5xx and 429 are worth another attempt. */
+export function unexpectedAnswer(provider: string, statusCode: number): ChannelError {
+  const kind = statusCode >= 500 || statusCode === 429 ? 'retryable' : 'permanent';
+  return new ChannelError(kind, `HTTP_${statusCode}`, `${provider} answered HTTP ${statusCode} without its JSON body`);
+}
