@@ -1,50 +1,7 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startDingTalkEmulator, type DingTalkEmulator } from '../peers/ding-talk-emulator';
 import { deliveryFields, startGateway, type TestGateway } from '../support/gateway';
-
-interface Received {
-  accessToken: string | null;
-  timestamp: string | null;
-  signValid: boolean;
-  body: any;
-}
-
-/** A DingTalk robot endpoint that checks the 加签 signature of the one robot it knows. */
-async function startRobotEndpoint(robot: { accessToken: string; secret: string }) {
-  const received: Received[] = [];
-  let answer: { errcode: number; errmsg: string } | undefined;
-  const server = http.createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk) => chunks.push(chunk));
-    request.on('end', () => {
-      const url = new URL(request.url ?? '/', 'http://robot.test');
-      const query = new URLSearchParams(url.search);
-      const timestamp = query.get('timestamp');
-      const expected = crypto.createHmac('sha256', robot.secret).update(`${timestamp}\n${robot.secret}`).digest('base64');
-      const signValid = query.get('sign') === expected && query.get('access_token') === robot.accessToken;
-      received.push({
-        accessToken: query.get('access_token'),
-        timestamp,
-        signValid,
-        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-      });
-      const reply =
-        answer ?? (signValid ? { errcode: 0, errmsg: 'ok' } : { errcode: 310000, errmsg: 'sign not match' });
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    received,
-    answerWith(reply: { errcode: number; errmsg: string } | undefined) {
-      answer = reply;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 const sendDing = `mutation($input: SendDingInput!) {
   sendDing(input: $input) {
@@ -59,9 +16,10 @@ const robot = {
   accessToken: `a1b2c3${crypto.randomBytes(16).toString('hex')}`,
   secret: `SEC${crypto.randomBytes(32).toString('hex')}`,
 };
+const otherRobot = `d4e5f6${crypto.randomBytes(16).toString('hex')}`;
 
 describe('sendDing', () => {
-  let endpoint: Awaited<ReturnType<typeof startRobotEndpoint>>;
+  let endpoint: DingTalkEmulator;
   let gateway: TestGateway;
   const answers: unknown[] = [];
   const countDeliveries = () =>
@@ -75,25 +33,26 @@ describe('sendDing', () => {
   };
 
   beforeAll(async () => {
-    endpoint = await startRobotEndpoint(robot);
+    endpoint = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret, [otherRobot]: 'SECother' } });
     gateway = await startGateway({ env: { DINGTALK_BASE_URL: endpoint.url } });
   });
   afterAll(async () => {
     await gateway.close();
     await endpoint.close();
   });
-  beforeEach(() => endpoint.answerWith(undefined));
+  beforeEach(() => endpoint.reset());
 
   it('signs the request, sends the text and answers SENT after the first attempt', async () => {
-    const before = endpoint.received.length;
     const delivery = await call({ ...robot, content: '磁盘告警: /var 95%', atMobiles: ['13800138000'] });
     expect(delivery).toMatchObject({ __typename: 'Delivery', channel: 'DING', status: 'SENT', attempts: 1, provider: 'dingtalk' });
     expect(delivery.sentAt).not.toBeNull();
     expect(delivery.lastError).toBeNull();
 
-    expect(endpoint.received).toHaveLength(before + 1);
-    const request = endpoint.received.at(-1)!;
-    expect(request.signValid).toBe(true);
+    // The emulator accepts a message only when its 加签 signature and timestamp check out.
+    expect(endpoint.rejected).toBe(0);
+    expect(endpoint.messages).toHaveLength(1);
+    const request = endpoint.messages[0];
+    expect(request.accessToken).toBe(robot.accessToken);
     expect(Math.abs(Number(request.timestamp) - Date.now())).toBeLessThan(60_000);
     expect(request.body).toEqual({
       msgtype: 'text',
@@ -108,7 +67,7 @@ describe('sendDing', () => {
   it('sends MARKDOWN with its title', async () => {
     const delivery = await call({ ...robot, msgType: 'MARKDOWN', title: '发布', content: '## v1.2 已发布' });
     expect(delivery.status).toBe('SENT');
-    expect(endpoint.received.at(-1)!.body).toMatchObject({
+    expect(endpoint.messages.at(-1)!.body).toMatchObject({
       msgtype: 'markdown',
       markdown: { title: '发布', text: '## v1.2 已发布' },
     });
@@ -117,7 +76,8 @@ describe('sendDing', () => {
   it('labels the recipient with a short, stable fingerprint of the robot, not its token', async () => {
     const first = await call({ ...robot, content: 'one' });
     const second = await call({ ...robot, content: 'two' });
-    const other = await call({ ...robot, accessToken: 'another-robot-token', content: 'three' });
+    const other = await call({ accessToken: otherRobot, secret: 'SECother', content: 'three' });
+    expect(other.status).toBe('SENT');
     expect(first.recipient).toMatch(/^robot:[0-9a-f]{12}$/);
     expect(second.recipient).toBe(first.recipient);
     expect(other.recipient).not.toBe(first.recipient);
@@ -134,14 +94,14 @@ describe('sendDing', () => {
   });
 
   it('records a refusal from DingTalk as FAILED with its errcode and errmsg', async () => {
-    endpoint.answerWith({ errcode: 300001, errmsg: 'token is not exist' });
-    const delivery = await call({ ...robot, content: 'x' });
+    const delivery = await call({ ...robot, secret: `${robot.secret}x`, content: 'x' });
     expect(delivery).toMatchObject({
       status: 'FAILED',
       attempts: 1,
-      lastError: { code: '300001', message: 'token is not exist' },
-      attemptLog: [{ number: 1, outcome: 'PERMANENT', providerCode: '300001' }],
+      lastError: { code: '310000', message: 'sign not match' },
+      attemptLog: [{ number: 1, outcome: 'PERMANENT', providerCode: '310000' }],
     });
+    expect(endpoint.messages).toHaveLength(0);
   });
 
   it('retries when DingTalk is unreachable, without naming the robot URL in the error', async () => {
@@ -177,13 +137,17 @@ describe('sendDing', () => {
     ]],
   ])('refuses %s with a ValidationError per field and records nothing', async (_label, fields, fieldErrors) => {
     const before = countDeliveries();
-    const sentBefore = endpoint.received.length;
+    const requestsBefore = endpoint.requests.length;
     const result = await call({ ...robot, ...fields });
     expect(result.__typename).toBe('ValidationError');
-    expect(result.fieldErrors).toEqual(fieldErrors);
+    // Every expected message, and no field beyond the expected ones (a field may carry more than one message).
+    expect(result.fieldErrors).toEqual(expect.arrayContaining(fieldErrors));
+    expect(new Set(result.fieldErrors.map((error: { path: string }) => error.path))).toEqual(
+      new Set(fieldErrors.map((error) => error.path)),
+    );
     expect(result.message).toBeTruthy();
     expect(countDeliveries()).toBe(before);
-    expect(endpoint.received.length).toBe(sentBefore);
+    expect(endpoint.requests.length).toBe(requestsBefore);
   });
 
   it('never shows the accessToken or secret in an API answer, the log or the stored payload', async () => {
