@@ -146,7 +146,9 @@ function errorAnswer(error: unknown, route: LegacyRoute | undefined, keyFromPara
     const fieldErrors = route
       ? error.fieldErrors.map((fieldError) => ({ ...fieldError, path: legacyPath(fieldError.path, route, keyFromParameter) }))
       : error.fieldErrors;
-    return answer('INVALID_ARGUMENT', describe(fieldErrors));
+    // One reason per parameter (the first): "content: must not be empty", not every rule an empty value breaks.
+    const firstPerParameter = fieldErrors.filter((fieldError, index) => fieldErrors.findIndex((other) => other.path === fieldError.path) === index);
+    return answer('INVALID_ARGUMENT', describe(firstPerParameter));
   }
   if (error instanceof GatewayError) return answer(error.code, error.message);
   return undefined;
@@ -211,10 +213,10 @@ export function createLegacyRoutes(deps: LegacyRouteDeps) {
         result = answer('INTERNAL_ERROR', `internal error (reference ${reference})`);
       }
     }
-    logger.info(
-      { path: url.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId },
-      result.code === errorCatalog.OK.restCode ? 'legacy request accepted' : `legacy request rejected: ${result.data}`,
-    );
+    // HTTP status is always 200 here, so the legacy code is what the request log needs; never the query (credentials).
+    const fields = { path: url.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId };
+    if (result.code === errorCatalog.OK.restCode) logger.debug(fields, 'legacy request accepted');
+    else logger.info(fields, `legacy request rejected: ${result.data}`);
     return new Response(JSON.stringify(result), { status: 200, headers });
   };
 }
