@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fullScopes, hashToken } from '../../src/auth';
+import { startGateway, type TestGateway } from '../support/gateway';
+
+const sendEmail = `mutation($input: SendEmailInput!) {
+  sendEmail(input: $input) {
+    __typename
+    ... on Delivery { id status }
+    ... on Error { message code }
+    ... on IdempotencyConflictError { idempotencyKey }
+  }
+}`;
+
+describe('idempotency keys on send mutations', () => {
+  let gateway: TestGateway;
+  const count = () => (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+  const send = async (input: Record<string, unknown>, options?: { token?: string; headers?: Record<string, string> }) => {
+    const { status, body } = await gateway.graphql(sendEmail, { input }, options);
+    expect(status).toBe(200);
+    expect(body.errors).toBeUndefined();
+    return body.data.sendEmail;
+  };
+
+  beforeAll(async () => {
+    gateway = await startGateway();
+  });
+  afterAll(() => gateway.close());
+
+  it('answers the original delivery for the same key and payload, recording it once', async () => {
+    const input = { to: ['a@example.com'], subject: 'deploy', content: 'v1.2', idempotencyKey: 'deploy-v1.2' };
+    const first = await send(input);
+    expect(first).toMatchObject({ __typename: 'Delivery', status: 'SENT' });
+    const before = count();
+    const again = await send({ ...input, wait: false });
+    expect(again).toEqual(first);
+    expect(count()).toBe(before);
+  });
+
+  it('refuses the same key with another payload, recording nothing', async () => {
+    await send({ to: ['a@example.com'], content: 'one', idempotencyKey: 'k-conflict' });
+    const before = count();
+    const conflict = await send({ to: ['a@example.com'], content: 'two', idempotencyKey: 'k-conflict' });
+    expect(conflict).toMatchObject({
+      __typename: 'IdempotencyConflictError',
+      code: 'IDEMPOTENCY_CONFLICT',
+      idempotencyKey: 'k-conflict',
+    });
+    expect(count()).toBe(before);
+  });
+
+  it('takes the key from the Idempotency-Key header; a key in the input wins', async () => {
+    const headers = { 'Idempotency-Key': 'from-header' };
+    const first = await send({ to: ['b@example.com'], content: 'x' }, { headers });
+    expect((await send({ to: ['b@example.com'], content: 'x' }, { headers })).id).toBe(first.id);
+    const other = await send({ to: ['b@example.com'], content: 'x', idempotencyKey: 'in-input' }, { headers });
+    expect(other.id).not.toBe(first.id);
+    expect((await gateway.store.getDelivery(other.id))?.idempotencyKey).toBe('in-input');
+  });
+
+  it('scopes keys to the token that sent them', async () => {
+    const token = 'second-caller-token';
+    await gateway.store.insertToken({
+      id: 'tok_second',
+      name: 'second',
+      tokenHash: hashToken(token),
+      scopes: JSON.stringify(fullScopes),
+      createdAt: Date.now(),
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+    const input = { to: ['c@example.com'], content: 'x', idempotencyKey: 'shared-key' };
+    const mine = await send(input);
+    const theirs = await send(input, { token });
+    expect(theirs.__typename).toBe('Delivery');
+    expect(theirs.id).not.toBe(mine.id);
+  });
+});
