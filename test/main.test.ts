@@ -128,6 +128,7 @@ describe('npm start', { timeout: 60_000 }, () => {
       expect((db.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n).toBe(journal.entries.length);
       expect(db.prepare('select status from deliveries where id = ?').get(body.data.sendSms.id)).toEqual({ status: 'SENT' });
       expect(db.prepare('select count(*) as n from api_tokens').get()).toEqual({ n: 1 });
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     } finally {
       db.close();
     }
