@@ -7,7 +7,8 @@ export const legacyCodeUse: Record<ErrorCode, string> = {
     'A parameter is missing, empty or invalid, badly percent-encoded, or the JSON body is malformed; `data` names each one, e.g. `content: must not be empty`. Nothing is recorded',
   UNAUTHENTICATED: 'The `OPS-Token` header is missing, unknown or revoked',
   FORBIDDEN: 'The token may not send on this channel',
-  RATE_LIMITED: 'Too many SMS to this number; `data` ends with `try again in <n> s` (also in the `Retry-After` header)',
+  RATE_LIMITED:
+    'Too many SMS to this number, or too many requests from this token; `data` ends with `try again in <n> s` (also in the `Retry-After` header)',
   PROVIDER_REJECTED:
     "The first attempt failed for good (the delivery is FAILED): `data` is the provider's reason and code, `deliveryId` is set",
   IDEMPOTENCY_CONFLICT: 'The `Idempotency-Key` header (or `idempotencyKey` parameter) was used before with other parameters',

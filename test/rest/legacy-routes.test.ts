@@ -592,3 +592,74 @@ describe('legacy REST routes over a real port', () => {
     expect(everything).not.toContain(secret);
   });
 });
+
+/** An email channel the test steers: `hang` holds attempts until released, otherwise each attempt fails and is retried. */
+class SteeredEmail implements Channel<'EMAIL'> {
+  readonly channel = 'EMAIL';
+  readonly provider = 'steered';
+  readonly development = true;
+  hang = true;
+  private releases: (() => void)[] = [];
+
+  async send(_message: unknown, context: SendContext) {
+    if (this.hang) {
+      await new Promise<void>((resolve) => {
+        this.releases.push(resolve);
+        context.signal.addEventListener('abort', () => resolve());
+      });
+      return {};
+    }
+    throw new ChannelError('retryable', '451', 'try later, says the server');
+  }
+
+  release() {
+    for (const release of this.releases.splice(0)) release();
+  }
+}
+
+describe('legacy REST when the first attempt is not over or failed for now', () => {
+  let gateway: TestGateway;
+  let base: string;
+  const email = new SteeredEmail();
+  beforeAll(async () => {
+    gateway = await startGateway({
+      channels: { EMAIL: email },
+      env: { SEND_WAIT_MS: '100', RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '60000' },
+    });
+    base = await gateway.listen();
+  });
+  afterAll(async () => {
+    email.release();
+    await gateway.close();
+  });
+
+  it('answers 1000 "queued" when the wait for the first attempt ends before the attempt', async () => {
+    email.hang = true;
+    const { body } = await legacyRequest(base, `/api/third/email/sendMsg?${query({ email: 'slow@example.com', content: 'slow' })}`);
+    expect(body).toEqual({ code: 1000, data: 'queued: the first attempt is still under way', deliveryId: expect.any(String) });
+    expect((await gateway.store.getDelivery(body.deliveryId!))?.status).toBe('SENDING');
+    email.release();
+    await expect.poll(async () => (await gateway.store.getDelivery(body.deliveryId!))?.status).toBe('SENT');
+  });
+
+  it('answers 1009 when an idempotent repeat finds its delivery cancelled', async () => {
+    email.hang = false;
+    const rawPath = `/api/third/email/sendMsg?${query({ email: 'later@example.com', content: 'later' })}`;
+    const headers = { 'Idempotency-Key': 'cancel-me' };
+    const first = await legacyRequest(base, rawPath, { headers });
+    expect(first.body).toEqual({ code: 1000, data: 'queued for retry: try later, says the server (451)', deliveryId: expect.any(String) });
+
+    const { body: graph } = await gateway.graphql(
+      'mutation($id: ID!) { cancelDelivery(id: $id) { __typename ... on Delivery { status } } }',
+      { id: first.body.deliveryId },
+    );
+    expect(graph.data.cancelDelivery).toEqual({ __typename: 'Delivery', status: 'CANCELLED' });
+
+    const again = await legacyRequest(base, rawPath, { headers });
+    expect(again.body).toEqual({
+      code: errorCatalog.INVALID_STATE.restCode,
+      data: 'cancelled: it will not be sent',
+      deliveryId: first.body.deliveryId,
+    });
+  });
+});
