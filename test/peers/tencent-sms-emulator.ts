@@ -134,7 +134,9 @@ export function serverTc3Signature(input: {
   method?: string;
   path?: string;
   query?: string;
+  service?: string;
 }): { signature: string; canonicalRequest: string; date: string } {
+  const service = input.service ?? 'sms';
   const canonicalHeaders = input.signedHeaders
     .map((name) => `${name}:${(input.headers[name] ?? '').trim().toLowerCase()}\n`)
     .join('');
@@ -147,8 +149,8 @@ export function serverTc3Signature(input: {
     sha256(input.body),
   ].join('\n');
   const date = new Date(input.timestamp * 1000).toISOString().slice(0, 10);
-  const stringToSign = ['TC3-HMAC-SHA256', String(input.timestamp), `${date}/sms/tc3_request`, sha256(canonicalRequest)].join('\n');
-  const key = hmacSha256(hmacSha256(hmacSha256(`TC3${input.secretKey}`, date), 'sms'), 'tc3_request');
+  const stringToSign = ['TC3-HMAC-SHA256', String(input.timestamp), `${date}/${service}/tc3_request`, sha256(canonicalRequest)].join('\n');
+  const key = hmacSha256(hmacSha256(hmacSha256(`TC3${input.secretKey}`, date), service), 'tc3_request');
   return { signature: crypto.createHmac('sha256', key).update(stringToSign).digest('hex'), canonicalRequest, date };
 }
 
