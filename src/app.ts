@@ -9,6 +9,7 @@ import { DeliveryEvents } from './delivery/events';
 import { DeliveryService } from './delivery/service';
 import { errorCatalog } from './errors';
 import { createGraphQLHandler } from './graphql/yoga';
+import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
 import { createOperationsRoutes } from './operations/routes';
 import { createLegacyRoutes } from './rest/legacy-routes';
@@ -42,8 +43,22 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
 
   const adapter = createServerAdapter<{ req?: IncomingMessage }>(async (request, context): Promise<Response> => {
     const url = new URL(request.url);
+    const api = url.pathname === '/graphql' || url.pathname.startsWith('/api/');
+    // CSRF: a page of another site may link to GraphiQL, but never make the browser call the API.
+    if (api && isCrossSiteBrowserRequest(request) && !(isNavigation(request) && isGraphiQLPage(request, url))) {
+      const message = 'Cross-site browser requests are refused';
+      return url.pathname === '/graphql'
+        ? json({ errors: [{ message, extensions: { code: 'FORBIDDEN' } }] }, 403)
+        : json({ code: errorCatalog.FORBIDDEN.restCode, data: message }, 403);
+    }
     if (url.pathname === '/graphql') {
       if (isGraphiQLPage(request, url)) return yoga.fetch(request, { caller: undefined as never });
+      const bounded = await withBodyLimit(request, config.bodyLimitBytes);
+      if (!bounded) {
+        const message = `The request body is larger than ${config.bodyLimitBytes} bytes`;
+        return json({ errors: [{ message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] }, 413);
+      }
+      request = bounded;
       const caller = await authenticator.authenticate(request.headers.get('ops-token'));
       if (!caller) {
         return json(

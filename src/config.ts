@@ -69,6 +69,14 @@ const envSchema = z
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     ),
     OPS_TOKENS: optionalString,
+    GRAPHQL_INTROSPECTION: z.preprocess(
+      emptyAsUndefined,
+      z
+        .enum(['true', 'false', '1', '0', 'yes', 'no'])
+        .optional()
+        .transform((value) => (value === undefined ? undefined : ['true', '1', 'yes'].includes(value))),
+    ),
+    BODY_LIMIT_BYTES: int(1_048_576, 1024),
     NOTIFY_SECRET_KEY: optionalString,
     SEND_WAIT_MS: int(5000),
     SHUTDOWN_TIMEOUT_MS: int(10000),
@@ -163,6 +171,10 @@ export interface Config {
   dataDir: string;
   logLevel: Env['LOG_LEVEL'];
   opsTokens: string[];
+  /** Introspection and GraphiQL: on unless NODE_ENV=production, where GRAPHQL_INTROSPECTION=true turns them on. */
+  introspection: boolean;
+  /** Largest request body accepted on /graphql; larger ones are answered 413. */
+  bodyLimitBytes: number;
   secretKey?: string;
   sendWaitMs: number;
   shutdownTimeoutMs: number;
@@ -237,6 +249,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       .split(',')
       .map((token) => token.trim())
       .filter(Boolean),
+    introspection: env.GRAPHQL_INTROSPECTION ?? env.NODE_ENV !== 'production',
+    bodyLimitBytes: env.BODY_LIMIT_BYTES,
     secretKey: env.NOTIFY_SECRET_KEY,
     sendWaitMs: env.SEND_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,

@@ -20,6 +20,9 @@ const requiredText = (max: number) => text(max).refine((value) => value.trim().l
 const singleLine = (max: number) => text(max).refine((value) => !lineBreaks.test(value), 'must be a single line');
 const requiredLine = (max: number) =>
   singleLine(max).refine((value) => value.trim().length > 0, 'must not be empty');
+// Credentials and identifiers: printable ASCII, no spaces.
+const asciiToken = (max: number) =>
+  requiredLine(max).refine((value) => /^[\x21-\x7E]+$/.test(value), 'must be printable ASCII without spaces');
 const httpUrl = singleLine(2048).refine((value) => {
   try {
     return ['http:', 'https:'].includes(new URL(value).protocol);
@@ -36,7 +39,7 @@ const mobileNumber = z
   .string()
   .max(32, 'must be at most 32 characters')
   .transform((value, ctx) => {
-    const phone = /^[0-9+\-\s()]+$/.test(value) ? parsePhoneNumberFromString(value.trim(), 'CN') : undefined;
+    const phone = /^[0-9+\- ()]+$/.test(value) ? parsePhoneNumberFromString(value.trim(), 'CN') : undefined;
     const type = phone?.isValid() ? phone.getType() : undefined;
     if (!phone || (type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE')) {
       ctx.addIssue({ code: 'custom', message: 'must be a valid mobile number (E.164, or 11 digits for mainland China)' });
@@ -55,8 +58,8 @@ const nullish = <T extends z.ZodType>(schema: T) => schema.nullish().transform((
 
 const dingSchema = z
   .object({
-    accessToken: requiredLine(256),
-    secret: requiredLine(256),
+    accessToken: asciiToken(256),
+    secret: asciiToken(256),
     content: requiredText(20_000),
     msgType: z
       .enum(['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'])
@@ -65,8 +68,11 @@ const dingSchema = z
     title: nullish(requiredLine(256)),
     messageUrl: nullish(httpUrl),
     picUrl: nullish(httpUrl),
-    atMobiles: optionalList(requiredLine(32), 100),
-    atUserIds: optionalList(requiredLine(64), 100),
+    atMobiles: optionalList(
+      requiredLine(32).refine((value) => /^[0-9+\- ]+$/.test(value), 'must be a mobile number'),
+      100,
+    ),
+    atUserIds: optionalList(asciiToken(64), 100),
     atAll: z
       .boolean()
       .nullish()
@@ -103,19 +109,39 @@ const emailSchema = z.object({
   cc: optionalList(emailAddress, 50),
   bcc: optionalList(emailAddress, 50),
   subject: nullish(singleLine(998)),
-  content: requiredText(1_000_000),
-  html: nullish(text(2_000_000)),
+  // Both together stay under the default 1 MiB request body limit.
+  content: requiredText(256_000),
+  html: nullish(text(512_000)),
 });
+
+const templateParamName = /^[A-Za-z0-9][A-Za-z0-9_]{0,63}$/;
+
+/** Checked before z.record, which would silently drop a "__proto__" key and quote any hostile key in its path. */
+const templateParams = z
+  .custom<Record<string, unknown>>(
+    (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+    'must be an object of template parameters',
+  )
+  .superRefine((value, ctx) => {
+    if (typeof value !== 'object' || value === null) return;
+    const names = Object.keys(value);
+    if (names.length > 20) ctx.addIssue({ code: 'custom', message: 'must have at most 20 entries' });
+    else if (!names.every((name) => templateParamName.test(name))) {
+      ctx.addIssue({ code: 'custom', message: 'names must be letters, digits and _ (at most 64)' });
+    }
+  })
+  .pipe(
+    z.record(
+      z.string(),
+      z.union([singleLine(500), z.number().finite()], { error: 'must be a string or a number' }).transform(String),
+    ),
+  );
 
 const smsSchema = z.object({
   mobile: mobileNumber,
   content: requiredLine(500),
-  template: nullish(requiredLine(64)),
-  params: z
-    .record(z.string().max(64), z.union([z.string().max(500), z.number()]).transform(String))
-    .refine((value) => Object.keys(value).length <= 20, 'must have at most 20 entries')
-    .nullish()
-    .transform((value) => value ?? undefined),
+  template: nullish(asciiToken(64)),
+  params: templateParams.nullish().transform((value) => value ?? undefined),
 });
 
 export type DingInput = z.input<typeof dingSchema>;

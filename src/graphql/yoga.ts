@@ -1,8 +1,11 @@
-import { createYoga } from 'graphql-yoga';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import type { Caller } from '../auth';
 import type { Config } from '../config';
 import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
+import { GatewayError } from '../errors';
 import type { Logger } from '../logger';
 import type { GraphQLContext } from './builder';
 import { schema } from './schema';
@@ -11,15 +14,113 @@ export interface ServerContext {
   caller: Caller;
 }
 
-export function createGraphQLHandler(deps: { config: Config; service: DeliveryService; events: DeliveryEvents; logger: Logger }) {
-  const { service, events, logger } = deps;
+/**
+ * Limits on every operation (graphql-armor). The largest legitimate query, a page of 100 deliveries with every field
+ * and attemptLog, has depth 5, 48 tokens and cost 11375 (`first: N` multiplies the cost of what it selects);
+ * introspection is exempt from depth and cost and has 183 tokens.
+ */
+export const graphqlLimits = { maxDepth: 8, maxAliases: 15, maxCost: 20_000, maxTokens: 1000, maxDirectives: 10 } as const;
+
+/** Headers a browser cannot add to a cross-site request without a CORS preflight, which this gateway never grants. */
+export const csrfHeaders = ['ops-token', 'x-graphql-yoga-csrf'] as const;
+const simpleContentTypes = new Set(['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain']);
+
+/**
+ * Yoga's CSRF prevention, kept here to avoid a dependency: a request a browser could send cross-site without a
+ * preflight (no content type or a form/text one, and none of `csrfHeaders`) is refused with 403.
+ */
+function csrfPrevention(): Plugin {
+  return {
+    onRequestParse({ request }) {
+      const contentType = request.headers.get('content-type')?.split(';')[0].trim().toLowerCase();
+      const preflighted = contentType !== undefined && contentType !== '' && !simpleContentTypes.has(contentType);
+      if (!preflighted && !csrfHeaders.some((header) => request.headers.has(header))) {
+        throw new GraphQLError('Send Content-Type: application/json or an OPS-Token header', {
+          extensions: { code: 'FORBIDDEN', http: { status: 403 } },
+        });
+      }
+    },
+  };
+}
+
+/** graphql-js quotes a refused variable value in its message; a misplaced robot secret or code must not come back. */
+export function withoutVariableValues(error: GraphQLError): GraphQLError {
+  const variable = /^Variable "\$(\w+)" got invalid value /.exec(error.message)?.[1];
+  if (!variable) return error;
+  const at = / at "([\w.[\]]+)"; /.exec(error.message)?.[1];
+  const reason = (error.originalError?.message ?? 'invalid value')
+    .replace(/Value ".*" does not exist/s, 'Value does not exist')
+    .replace(/: .*$/s, '.');
+  return new GraphQLError(`Variable "$${variable}" got invalid value${at ? ` at "${at}"` : ''}; ${reason}`, {
+    nodes: error.nodes,
+    extensions: error.extensions,
+  });
+}
+
+function variableValuesHidden(): Plugin {
+  return {
+    onExecute: () => ({
+      onExecuteDone({ result, setResult }) {
+        if ('errors' in result && result.errors?.length) setResult({ ...result, errors: result.errors.map(withoutVariableValues) });
+      },
+    }),
+  };
+}
+
+/**
+ * A GatewayError thrown where no error union catches it (deliveries with a token that may not read, say) keeps its
+ * message and code: those are written for callers. Anything else becomes "Unexpected error.", even with
+ * NODE_ENV=development (isDev false): no message, stack, SQL or path reaches the caller; the log has them.
+ */
+const maskUnexpected: typeof maskError = (error, message) => {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  if (original instanceof GatewayError && error instanceof GraphQLError) {
+    return new GraphQLError(original.message, { nodes: error.nodes, path: error.path, extensions: { code: original.code } });
+  }
+  return maskError(error, message, false);
+};
+
+function introspectionDisabled(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+    },
+  };
+}
+
+export function createGraphQLHandler(deps: {
+  config: Config;
+  service: DeliveryService;
+  events: DeliveryEvents;
+  logger: Logger;
+  /** Added by the app: operation metrics and the stats context (src/operations/graphql-plugins.ts). */
+  plugins?: Plugin[];
+}) {
+  const { config, service, events, logger } = deps;
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
     logging: logger.child({ component: 'graphql' }),
-    maskedErrors: true,
-    graphiql: {
+    maskedErrors: { isDev: false, maskError: maskUnexpected },
+    // No CORS headers at all: a page on another origin can neither send OPS-Token nor read an answer.
+    cors: false,
+    plugins: [
+      csrfPrevention(),
+      EnvelopArmorPlugin({
+        maxDepth: { n: graphqlLimits.maxDepth },
+        maxAliases: { n: graphqlLimits.maxAliases },
+        costLimit: { maxCost: graphqlLimits.maxCost },
+        maxTokens: { n: graphqlLimits.maxTokens },
+        maxDirectives: { n: graphqlLimits.maxDirectives },
+        // Without introspection, "Did you mean …?" would still spell out the schema.
+        blockFieldSuggestion: { enabled: !config.introspection },
+      }),
+      variableValuesHidden(),
+      ...(config.introspection ? [] : [introspectionDisabled()]),
+      ...(deps.plugins ?? []),
+    ],
+    graphiql: config.introspection && {
       title: 'notify-gateway',
       headers: JSON.stringify({ 'OPS-Token': 'paste your token here' }),
       defaultQuery: `# Put your OPS-Token in the Headers tab below, then run this.

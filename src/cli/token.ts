@@ -1,0 +1,159 @@
+import crypto from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { generateToken, hashToken, parseScopes, readScopes, type ReadScope, type TokenScopes } from '../auth';
+import { ConfigError, loadConfig } from '../config';
+import { channels, type ApiTokenRow, type ChannelName } from '../db/schema';
+import { SqliteStore } from '../db/sqlite-store';
+
+const usage = `Manage the gateway's API tokens (the OPS-Token header).
+
+  npm run token -- create --name <name> --channels <DING,EMAIL,SMS | all | none> [--read none|own|all]
+      Creates a token and prints it once (only its SHA-256 hash is kept). --read defaults to own:
+      none = may not read deliveries, own = only the deliveries it sent, all = every delivery.
+  npm run token -- list [--json]
+      Every token: name, id, scopes, created, last used, revoked. Never the token itself.
+  npm run token -- revoke <name|id>
+      Revokes a token; its next request is refused.
+
+Uses the gateway's database: DATABASE_URL (default file:./data/notify.db). Tokens in OPS_TOKENS are not listed
+here: they have full rights and live in the environment.`;
+
+class UsageError extends Error {}
+
+const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+function parseChannels(value: string | undefined): ChannelName[] {
+  if (value === undefined) throw new UsageError('--channels is required: a list such as DING,EMAIL, or all, or none');
+  const listed = value.split(',').map((item) => item.trim().toUpperCase()).filter(Boolean);
+  if (listed.length === 1 && listed[0] === 'ALL') return [...channels];
+  if (listed.length === 1 && listed[0] === 'NONE') return [];
+  const unknown = listed.filter((item) => !(channels as readonly string[]).includes(item));
+  if (unknown.length > 0 || listed.length === 0) {
+    throw new UsageError(`--channels: unknown channel ${unknown.join(', ') || '(empty)'}; use ${channels.join(', ')}, all or none`);
+  }
+  return channels.filter((channel) => listed.includes(channel));
+}
+
+function parseRead(value: string | undefined): ReadScope {
+  const read = (value ?? 'own').toLowerCase();
+  if (!(readScopes as readonly string[]).includes(read)) throw new UsageError(`--read must be one of ${readScopes.join(', ')}`);
+  return read as ReadScope;
+}
+
+function describeScopes(scopes: TokenScopes | undefined): { channels: string; read: string } {
+  if (!scopes) return { channels: '(invalid: refused)', read: '-' };
+  return { channels: scopes.channels.length > 0 ? scopes.channels.join(',') : 'none', read: scopes.read };
+}
+
+const time = (value: number | null) => (value == null ? '-' : new Date(value).toISOString().replace(/\.\d{3}Z$/, 'Z'));
+
+async function create(store: SqliteStore, args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: { name: { type: 'string' }, channels: { type: 'string' }, read: { type: 'string' } },
+  });
+  const name = values.name;
+  if (!name || !namePattern.test(name) || name.startsWith('tok_')) {
+    throw new UsageError('--name is required: 1 to 64 letters, digits, . _ or -, not starting with tok_');
+  }
+  const scopes: TokenScopes = { channels: parseChannels(values.channels), read: parseRead(values.read) };
+  const holder = (await store.listTokens()).find((row) => row.name === name);
+  if (holder) {
+    const state = holder.revokedAt == null ? 'an active token' : 'a revoked token';
+    throw new UsageError(`the name "${name}" is taken by ${state} (${holder.id}); choose another name`);
+  }
+  const token = generateToken();
+  const row: ApiTokenRow = {
+    id: `tok_${crypto.randomBytes(8).toString('hex')}`,
+    name,
+    tokenHash: hashToken(token),
+    scopes: JSON.stringify(scopes),
+    createdAt: Date.now(),
+    revokedAt: null,
+    lastUsedAt: null,
+  };
+  await store.insertToken(row);
+  const shown = describeScopes(scopes);
+  // The explanation goes to stderr so that `TOKEN=$(npm run -s token -- create …)` captures the token alone.
+  process.stderr.write(
+    `Created token "${name}" (${row.id}): channels ${shown.channels}, read ${shown.read}.\n` +
+      'Send it as the OPS-Token header. It is shown only this once: only its hash is stored.\n\n',
+  );
+  process.stdout.write(`${token}\n`);
+}
+
+async function list(store: SqliteStore, args: string[]) {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
+  const rows = (await store.listTokens()).map((row) => ({
+    name: row.name,
+    id: row.id,
+    ...describeScopes(parseScopes(row.scopes)),
+    created: row.createdAt,
+    lastUsed: row.lastUsedAt,
+    revoked: row.revokedAt,
+  }));
+  if (values.json) {
+    const iso = (value: number | null) => (value == null ? null : new Date(value).toISOString());
+    const json = rows.map((row) => ({ ...row, created: iso(row.created), lastUsed: iso(row.lastUsed), revoked: iso(row.revoked) }));
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    return;
+  }
+  if (rows.length === 0) {
+    process.stdout.write('No stored tokens. Create one with: npm run token -- create --name <name> --channels all\n');
+    return;
+  }
+  const header = { name: 'NAME', id: 'ID', channels: 'CHANNELS', read: 'READ', created: 'CREATED', lastUsed: 'LAST USED', revoked: 'REVOKED' };
+  const cells = rows.map((row) => ({ ...row, created: time(row.created), lastUsed: time(row.lastUsed), revoked: time(row.revoked) }));
+  const columns = Object.keys(header) as (keyof typeof header)[];
+  const widths = columns.map((column) => Math.max(...[header, ...cells].map((row) => row[column].length)));
+  for (const row of [header, ...cells]) {
+    process.stdout.write(`${columns.map((column, index) => row[column].padEnd(widths[index])).join('  ').trimEnd()}\n`);
+  }
+}
+
+async function revoke(store: SqliteStore, args: string[]) {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new UsageError('revoke takes one token name or id');
+  const [nameOrId] = positionals;
+  if (await store.revokeToken(nameOrId, Date.now())) {
+    process.stdout.write(`Revoked ${nameOrId}: its next request is refused.\n`);
+    return;
+  }
+  const known = (await store.listTokens()).find((row) => row.name === nameOrId || row.id === nameOrId);
+  throw new UsageError(known ? `${nameOrId} was already revoked` : `no token named ${nameOrId} (see: npm run token -- list)`);
+}
+
+const commands: Record<string, (store: SqliteStore, args: string[]) => Promise<void>> = { create, list, revoke };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${usage}\n`);
+    return command ? 0 : 2;
+  }
+  const run = commands[command];
+  if (!run) {
+    process.stderr.write(`Unknown command "${command}".\n\n${usage}\n`);
+    return 2;
+  }
+  let store: SqliteStore | undefined;
+  try {
+    store = SqliteStore.open(loadConfig(process.env).databasePath);
+    await run(store, args);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      process.stderr.write(`token ${command}: ${error.message}\n`);
+      return error instanceof UsageError ? 2 : 1;
+    }
+    if (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`token ${command}: ${error.message}\n\n${usage}\n`);
+      return 2;
+    }
+    throw error;
+  } finally {
+    await store?.close();
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,43 @@
+/**
+ * Reads the request body, refusing it as soon as it passes `limitBytes` (a Content-Length over the limit is refused
+ * without reading). Returns a request with the same method, headers and signal and the body in memory, or undefined
+ * when the body is too large.
+ */
+export async function withBodyLimit(request: Request, limitBytes: number): Promise<Request | undefined> {
+  if (!request.body) return request;
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (declared > limitBytes) return undefined;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limitBytes) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return new Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body: Buffer.concat(chunks),
+    signal: request.signal,
+  });
+}
+
+/**
+ * True for a request a browser sent on behalf of a page of another site (Fetch Metadata). API clients send no
+ * Sec-Fetch-Site header; GraphiQL's own requests are same-origin.
+ */
+export function isCrossSiteBrowserRequest(request: Request): boolean {
+  const site = request.headers.get('sec-fetch-site');
+  return site === 'cross-site' || site === 'same-site';
+}
+
+/** A top-level navigation (a link or the address bar), which only loads a page and runs nothing. */
+export function isNavigation(request: Request): boolean {
+  return request.method === 'GET' && request.headers.get('sec-fetch-mode') === 'navigate';
+}
