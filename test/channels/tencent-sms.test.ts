@@ -57,9 +57,15 @@ describe('Tencent template parameters', () => {
     expect(values({ 1: 'a' }, '2')).toEqual(['a', '482913']);
   });
 
-  it('refuses named or gapped params with a permanent error that names them', () => {
-    expect(() => values({ minutes: '5' })).toThrow(ChannelError);
-    expect(() => values({ minutes: '5' })).toThrow(/"minutes"/);
+  it('takes named params in the order given, after the content', () => {
+    expect(values({ minutes: '5' })).toEqual(['482913', '5']);
+    expect(values({ minutes: '5', code: '999999' })).toEqual(['999999', '5']);
+    expect(values({ minutes: '5' }, '1')).toEqual(['482913', '5']);
+  });
+
+  it('refuses numbered and named params together, and gaps, with a permanent error that says so', () => {
+    expect(() => values({ 2: '5', minutes: '5' })).toThrow(ChannelError);
+    expect(() => values({ 2: '5', minutes: '5' })).toThrow(/all numbered .* or all named/);
     expect(() => values({ 3: 'x' })).toThrow(/"2" is missing/);
   });
 });
@@ -203,8 +209,13 @@ describe('sendSms through Tencent (against the emulator)', () => {
     expect(emulator.messages.at(-1)).toMatchObject({ phone: '+8613800138003', templateParams: ['222222', '10'] });
   });
 
-  it('refuses named params before calling Tencent', async () => {
-    const sent = await send(gateway, { mobile: '13800138004', content: '111111', params: { minutes: '5' } });
+  it('takes named params in order after the code, as for Aliyun', async () => {
+    await send(gateway, { mobile: '13800138010', content: '333333', params: { minutes: '5' } });
+    expect(emulator.messages.at(-1)).toMatchObject({ phone: '+8613800138010', templateParams: ['333333', '5'] });
+  });
+
+  it('refuses numbered and named params together before calling Tencent', async () => {
+    const sent = await send(gateway, { mobile: '13800138004', content: '111111', params: { 2: '5', minutes: '5' } });
     expect(sent).toMatchObject({ status: 'FAILED', attempts: 1, lastError: { code: 'INVALID_TEMPLATE_PARAMS' } });
     expect(sent.lastError.message).toContain('"minutes"');
     expect(forMobile('+8613800138004')).toEqual([]);
