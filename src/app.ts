@@ -36,7 +36,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   const authenticator = new Authenticator(store, config.opsTokens);
   const yoga = createGraphQLHandler({ config, service, events, logger });
   const operations = createOperationsRoutes({ store, dispatcher });
-  const legacy = createLegacyRoutes({ service, authenticator, logger });
+  const legacy = createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes });
 
   const isGraphiQLPage = (request: Request, url: URL) =>
     request.method === 'GET' && !url.searchParams.has('query') && (request.headers.get('accept') ?? '').includes('text/html');

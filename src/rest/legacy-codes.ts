@@ -13,7 +13,7 @@ export const legacyCodeUse: Record<ErrorCode, string> = {
     "The first attempt failed for good (the delivery is FAILED): `data` is the provider's reason and code, `deliveryId` is set",
   IDEMPOTENCY_CONFLICT: 'The `Idempotency-Key` header (or `idempotencyKey` parameter) was used before with other parameters',
   NOT_FOUND: 'No such route under `/api/third/`, or a method other than GET and POST',
-  PAYLOAD_TOO_LARGE: 'The body is larger than 1 MiB',
+  PAYLOAD_TOO_LARGE: 'The body is larger than `BODY_LIMIT_BYTES` (1 MiB by default)',
   INVALID_STATE: 'Only when an idempotent repeat finds its delivery cancelled: nothing will be sent',
   INTERNAL_ERROR: 'Unexpected failure; `data` is `internal error (reference err_…)`, the details are in the gateway log under that reference',
 };

@@ -12,7 +12,7 @@ export interface LegacyRouteDeps {
   service: DeliveryService;
   authenticator: Authenticator;
   logger: Logger;
-  /** Largest body read; defaults to 1 MiB. */
+  /** Largest body read (BODY_LIMIT_BYTES); defaults to 1 MiB. */
   bodyLimitBytes?: number;
   now?: () => number;
 }

@@ -624,7 +624,7 @@ describe('legacy REST when the first attempt is not over or failed for now', () 
   beforeAll(async () => {
     gateway = await startGateway({
       channels: { EMAIL: email },
-      env: { SEND_WAIT_MS: '100', RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '60000' },
+      env: { SEND_WAIT_MS: '100', RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '60000', BODY_LIMIT_BYTES: '2048' },
     });
     base = await gateway.listen();
   });
@@ -640,6 +640,23 @@ describe('legacy REST when the first attempt is not over or failed for now', () 
     expect((await gateway.store.getDelivery(body.deliveryId!))?.status).toBe('SENDING');
     email.release();
     await expect.poll(async () => (await gateway.store.getDelivery(body.deliveryId!))?.status).toBe('SENT');
+  });
+
+  it('reads bodies up to BODY_LIMIT_BYTES only', async () => {
+    const body = (size: number) => `email=limit%40example.com&content=${'z'.repeat(size - 'email=limit%40example.com&content='.length)}`;
+    const over = await legacyRequest(base, '/api/third/email/sendMsg', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: body(2049),
+    });
+    expect(over.body).toEqual({ code: errorCatalog.PAYLOAD_TOO_LARGE.restCode, data: 'body: larger than 2048 bytes' });
+    email.hang = false;
+    const fits = await legacyRequest(base, '/api/third/email/sendMsg', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: body(2048),
+    });
+    expect(fits.body.code).toBe(1000);
   });
 
   it('answers 1009 when an idempotent repeat finds its delivery cancelled', async () => {
