@@ -11,7 +11,11 @@ import { errorCatalog } from './errors';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
-import { createOperationsRoutes } from './operations/routes';
+import { useOperationMetrics, useStatsContext } from './operations/graphql-plugins';
+import { GatewayMetrics } from './operations/metrics';
+import { observeInserts } from './operations/observed-store';
+import { carryRequestNote, observeRequests } from './operations/request-log';
+import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
 import { createLegacyRoutes } from './rest/legacy-routes';
 import type { SecretBox } from './secrets';
 
@@ -31,17 +35,38 @@ const json = (body: unknown, status = 200) =>
 /** Builds the whole gateway without listening: tests call `app.fetch`, main hands `app.handler` to node:http. */
 export function createApp({ config, store, channels, secretBox, logger }: AppDeps) {
   const events = new DeliveryEvents();
+  const metrics = new GatewayMetrics({ store, logger });
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config });
-  const service = new DeliveryService({ store, channels, dispatcher, events, secretBox, config });
+  dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
+  // New deliveries reach the metrics and the live subscriptions (as QUEUED) the moment they are recorded.
+  const serviceStore = observeInserts(
+    store,
+    (outcome, row) => {
+      if (outcome.kind === 'created') {
+        metrics.deliveryAccepted(outcome.delivery);
+        events.publish(outcome.delivery);
+      } else if (outcome.kind === 'limited') {
+        metrics.rateLimitRefused(row.channel, outcome.limit.scope ?? 'recipient');
+      }
+    },
+    logger,
+  );
+  const service = new DeliveryService({ store: serviceStore, channels, dispatcher, events, secretBox, config });
   const authenticator = new Authenticator(store, config.opsTokens);
-  const yoga = createGraphQLHandler({ config, service, events, logger });
-  const operations = createOperationsRoutes({ store, dispatcher });
+  const yoga = createGraphQLHandler({
+    config,
+    service,
+    events,
+    logger,
+    plugins: [useOperationMetrics(metrics), useStatsContext(store)],
+  });
+  const operations = createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
   const legacy = createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes });
 
   const isGraphiQLPage = (request: Request, url: URL) =>
     request.method === 'GET' && !url.searchParams.has('query') && (request.headers.get('accept') ?? '').includes('text/html');
 
-  const adapter = createServerAdapter<{ req?: IncomingMessage }>(async (request, context): Promise<Response> => {
+  const handle = async (request: Request, context?: { req?: IncomingMessage }): Promise<Response> => {
     const url = new URL(request.url);
     const api = url.pathname === '/graphql' || url.pathname.startsWith('/api/');
     // CSRF: a page of another site may link to GraphiQL, but never make the browser call the API.
@@ -58,6 +83,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
         const message = `The request body is larger than ${config.bodyLimitBytes} bytes`;
         return json({ errors: [{ message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] }, 413);
       }
+      carryRequestNote(request, bounded);
       request = bounded;
       const caller = await authenticator.authenticate(request.headers.get('ops-token'));
       if (!caller) {
@@ -69,7 +95,8 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       return yoga.fetch(request, { caller });
     }
     return (await operations(request, url)) ?? (await legacy(request, url, context?.req)) ?? json({ error: 'not found' }, 404);
-  });
+  };
+  const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, { logger, metrics }));
 
   return {
     fetch: async (request: Request): Promise<Response> => adapter.fetch(request),
@@ -78,6 +105,9 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     dispatcher,
     events,
     authenticator,
+    metrics,
+    /** Serves /metrics alone, for the METRICS_PORT listener. */
+    metricsHandler: createServerAdapter(createMetricsHandler(metrics)),
     start() {
       dispatcher.start();
     },

@@ -55,6 +55,7 @@ const envSchema = z
   .object({
     NODE_ENV: z.preprocess(emptyAsUndefined, z.enum(['development', 'production', 'test']).default('development')),
     PORT: int(4000).pipe(z.number().max(65535)),
+    METRICS_PORT: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(65535).optional()),
     HOST: z.preprocess(emptyAsUndefined, z.string().default('0.0.0.0')),
     DATABASE_URL: z.preprocess(
       emptyAsUndefined,
@@ -139,6 +140,9 @@ const envSchema = z
         message: `must be longer than PROVIDER_TIMEOUT_MS + 1000 (${env.PROVIDER_TIMEOUT_MS + 1000}), or a slow attempt could be claimed twice`,
       });
     }
+    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (leave it empty to serve /metrics on PORT)' });
+    }
   })
   // Runs even when other settings failed to parse, so that one start reports every problem together.
   .superRefine((env, ctx) => {
@@ -167,6 +171,8 @@ export interface Config {
   env: Env['NODE_ENV'];
   host: string;
   port: number;
+  /** When set, /metrics is served on this port only (not on `port`). */
+  metricsPort?: number;
   databasePath: string;
   dataDir: string;
   logLevel: Env['LOG_LEVEL'];
@@ -242,6 +248,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     env: env.NODE_ENV,
     host: env.HOST,
     port: env.PORT,
+    metricsPort: env.METRICS_PORT,
     databasePath,
     dataDir,
     logLevel: env.LOG_LEVEL,

@@ -49,6 +49,17 @@ server.listen(config.port, config.host, () => {
   }
 });
 
+// With METRICS_PORT, Prometheus scrapes a listener of its own (firewalled apart, say) and the main port has no /metrics.
+const metricsServer = config.metricsPort === undefined ? undefined : http.createServer(app.metricsHandler);
+metricsServer?.on('error', (error) => {
+  logger.fatal({ err: error, port: config.metricsPort }, 'cannot serve metrics on METRICS_PORT');
+  process.exit(1);
+});
+metricsServer?.listen(config.metricsPort, config.host, () => {
+  const { port } = metricsServer.address() as { port: number };
+  logger.info({ url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/metrics` }, 'metrics listening');
+});
+
 let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
@@ -60,6 +71,8 @@ async function shutdown(signal: string) {
   if (!finished) logger.warn('attempts still under way at the deadline; they will be picked up at the next start');
   await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))]);
   server.closeAllConnections();
+  metricsServer?.close();
+  metricsServer?.closeAllConnections();
   await closeChannels(channels);
   await store.close();
   logger.info('stopped');

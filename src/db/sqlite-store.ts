@@ -16,6 +16,8 @@ import type {
   KeysetPage,
   NewAttempt,
   RecipientLimit,
+  StatsQuery,
+  StatsRow,
   StatusCount,
   Store,
 } from './store';
@@ -267,6 +269,36 @@ export class SqliteStore implements Store {
       .where(or(isPending, isSending))
       .get();
     return row?.oldest ?? undefined;
+  }
+
+  async countPending() {
+    return this.db
+      .select({ channel: deliveries.channel, count: count() })
+      .from(deliveries)
+      .where(sql`${deliveries.status} in ('QUEUED', 'RETRYING', 'SENDING')`)
+      .groupBy(deliveries.channel)
+      .all();
+  }
+
+  async deliveryStats({ from, to, bucketMs, channel, callerId }: StatsQuery): Promise<StatsRow[]> {
+    // better-sqlite3 binds numbers as REAL, which would make the division fractional: inline the checked integer.
+    if (!Number.isSafeInteger(bucketMs) || bucketMs <= 0) throw new RangeError('bucketMs must be a positive integer');
+    const width = sql.raw(String(bucketMs));
+    const bucketStart = sql<number>`(${deliveries.createdAt} / ${width}) * ${width}`;
+    return this.db
+      .select({ bucketStart, channel: deliveries.channel, status: deliveries.status, count: count() })
+      .from(deliveries)
+      .where(
+        and(
+          gte(deliveries.createdAt, from),
+          lt(deliveries.createdAt, to),
+          channel ? eq(deliveries.channel, channel) : undefined,
+          callerId !== undefined ? eq(deliveries.callerId, callerId) : undefined,
+        ),
+      )
+      .groupBy(bucketStart, deliveries.channel, deliveries.status)
+      .orderBy(bucketStart, deliveries.channel, deliveries.status)
+      .all();
   }
 
   async findTokenByHash(tokenHash: string) {

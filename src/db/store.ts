@@ -65,6 +65,25 @@ export interface StatusCount {
   count: number;
 }
 
+export interface ChannelCount {
+  channel: ChannelName;
+  count: number;
+}
+
+export interface StatsQuery {
+  /** Deliveries created at or after `from` and before `to` (ms). */
+  from: number;
+  to: number;
+  /** Bucket width in ms; buckets start at multiples of it since the epoch (UTC). */
+  bucketMs: number;
+  channel?: ChannelName;
+  callerId?: string;
+}
+
+export interface StatsRow extends StatusCount {
+  bucketStart: number;
+}
+
 /**
  * Everything the gateway keeps. Async so that a networked database can implement it without touching the
  * delivery service or the resolvers.
@@ -97,6 +116,10 @@ export interface Store {
   lastAttemptAt(channel: ChannelName, recipient: string, outcome: AttemptRow['outcome'], since: number): Promise<number | undefined>;
   countByStatus(): Promise<StatusCount[]>;
   oldestPendingCreatedAt(): Promise<number | undefined>;
+  /** Deliveries not final yet (QUEUED, RETRYING, SENDING) by channel; read through the status index. */
+  countPending(): Promise<ChannelCount[]>;
+  /** Deliveries created in the window, counted by creation-time bucket, channel and current status. */
+  deliveryStats(query: StatsQuery): Promise<StatsRow[]>;
 
   findTokenByHash(tokenHash: string): Promise<ApiTokenRow | undefined>;
   insertToken(row: ApiTokenRow): Promise<void>;

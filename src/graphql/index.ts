@@ -6,3 +6,5 @@ import './types/send-email';
 import './types/send-sms';
 import './types/deliveries-query';
 import './types/manage-delivery';
+import './types/delivery-updated';
+import './types/delivery-stats';

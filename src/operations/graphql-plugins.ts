@@ -1,0 +1,79 @@
+import { getOperationAST, Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
+import { isAsyncIterable, useExtendContext, type Plugin } from 'graphql-yoga';
+import type { StatsQuery, Store } from '../db/store';
+import type { GatewayMetrics } from './metrics';
+import { requestNote } from './request-log';
+
+function rootFields(selectionSet: SelectionSetNode, into: Set<string>, document: DocumentNode, depth = 0): void {
+  for (const selection of selectionSet.selections) {
+    if (selection.kind === Kind.FIELD) into.add(selection.name.value);
+    else if (depth < 5 && selection.kind === Kind.INLINE_FRAGMENT) rootFields(selection.selectionSet, into, document, depth + 1);
+    else if (depth < 5 && selection.kind === Kind.FRAGMENT_SPREAD) {
+      const fragment = document.definitions.find(
+        (definition) => definition.kind === Kind.FRAGMENT_DEFINITION && definition.name.value === selection.name.value,
+      );
+      if (fragment?.kind === Kind.FRAGMENT_DEFINITION) rootFields(fragment.selectionSet, into, document, depth + 1);
+    }
+  }
+}
+
+/**
+ * Labels for an operation. The operation name is chosen by the client (unbounded), so the label is the root field,
+ * which the schema bounds; several root fields in one operation count as `(multiple)`.
+ */
+export function describeOperation(document: DocumentNode, operationName?: string | null) {
+  const operation = getOperationAST(document, operationName ?? undefined);
+  if (!operation) return { type: 'unknown', field: '(unknown)' };
+  const fields = new Set<string>();
+  rootFields(operation.selectionSet, fields, document);
+  const field = fields.size === 1 ? [...fields][0] : fields.size === 0 ? '(none)' : '(multiple)';
+  return { type: operation.operation, field };
+}
+
+const hasErrors = (result: unknown) =>
+  Array.isArray((result as { errors?: unknown[] } | undefined)?.errors) && (result as { errors: unknown[] }).errors.length > 0;
+
+/** Counts and times executed operations, and tells the request log line which operation it was. */
+export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
+  return {
+    onExecute({ args }) {
+      const { type, field } = describeOperation(args.document, args.operationName);
+      const note = requestNote(args.contextValue.request);
+      if (note) note.operation = `${type} ${field}`;
+      const started = performance.now();
+      return {
+        onExecuteDone({ result }) {
+          const outcome = !isAsyncIterable(result) && hasErrors(result) ? 'error' : 'success';
+          metrics.graphqlOperation(type, field, outcome, (performance.now() - started) / 1000);
+        },
+      };
+    },
+    onSubscribe({ args }) {
+      const { type, field } = describeOperation(args.document, args.operationName);
+      const note = requestNote(args.contextValue.request);
+      if (note) note.operation = `${type} ${field}`;
+      return {
+        // A subscription lives as long as its client: counted when it starts, not timed.
+        onSubscribeResult({ result }) {
+          metrics.graphqlOperation(type, field, isAsyncIterable(result) || !hasErrors(result) ? 'success' : 'error');
+        },
+        onSubscribeError() {
+          metrics.graphqlOperation(type, field, 'error');
+        },
+      };
+    },
+  };
+}
+
+declare module '../graphql/builder' {
+  interface GraphQLContext {
+    /** Set by useStatsContext: what the `deliveryStats` query reads. */
+    stats?: Pick<Store, 'deliveryStats'>;
+  }
+}
+
+/** Gives resolvers the store's aggregate reads, which the delivery service does not carry. */
+export function useStatsContext(store: Pick<Store, 'deliveryStats'>): Plugin<any> {
+  const stats = { deliveryStats: (query: StatsQuery) => store.deliveryStats(query) };
+  return useExtendContext(() => ({ stats }));
+}
