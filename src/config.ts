@@ -133,11 +133,12 @@ const envSchema = z
     TENCENT_SMS_ENDPOINT: httpUrl('https://sms.tencentcloudapi.com'),
   })
   .superRefine((env, ctx) => {
-    if (env.CLAIM_LEASE_MS <= env.PROVIDER_TIMEOUT_MS + 1000) {
+    // An attempt is abandoned at most PROVIDER_TIMEOUT_MS + 3 s after it starts (see the dispatcher).
+    if (env.CLAIM_LEASE_MS <= env.PROVIDER_TIMEOUT_MS + 3000) {
       ctx.addIssue({
         code: 'custom',
         path: ['CLAIM_LEASE_MS'],
-        message: `must be longer than PROVIDER_TIMEOUT_MS + 1000 (${env.PROVIDER_TIMEOUT_MS + 1000}), or a slow attempt could be claimed twice`,
+        message: `must be longer than PROVIDER_TIMEOUT_MS + 3000 (${env.PROVIDER_TIMEOUT_MS + 3000}), or a slow attempt could be claimed twice`,
       });
     }
     if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {

@@ -22,10 +22,13 @@ export interface DispatcherDeps {
   random?: () => number;
 }
 
-/** How long one attempt may take before the dispatcher gives up on it (a claim's lease must be longer). */
+/** When an attempt's signal aborts: channels time out on their own at PROVIDER_TIMEOUT_MS, this is the backstop. */
 export function attemptDeadlineMs(config: Pick<Config, 'providerTimeoutMs'>): number {
   return config.providerTimeoutMs + 1000;
 }
+
+/** How long a channel gets to wind down after the abort before the dispatcher stops waiting for it. */
+export const abortGraceMs = 2000;
 
 export interface AttemptObserver {
   (event: { delivery: DeliveryRow; attempt: NewAttempt }): void;
@@ -150,14 +153,21 @@ export class Dispatcher {
     let result: SendResult | undefined;
     let failure: ChannelError | undefined;
     const controller = new AbortController();
-    // The attempt ends by this deadline even if a channel ignores the signal, well inside the claim's lease.
-    const timedOut = new Promise<never>((_resolve, reject) => {
-      controller.signal.addEventListener('abort', () =>
-        reject(new ChannelError('retryable', 'TIMEOUT', 'The provider did not answer in time')),
-      );
+    let settled = false;
+    let giveUp: NodeJS.Timeout | undefined;
+    // A channel that ignores the signal still ends inside the claim's lease; one that honours it decides the outcome
+    // (an answer that arrived is not thrown away: giving up on a send the provider took makes a duplicate).
+    const abandoned = new Promise<never>((_resolve, reject) => {
+      controller.signal.addEventListener('abort', () => {
+        giveUp = setTimeout(
+          () => reject(new ChannelError('retryable', 'TIMEOUT', 'The provider did not answer in time')),
+          abortGraceMs,
+        );
+      });
     });
-    timedOut.catch(() => {});
-    const timeout = setTimeout(() => controller.abort(), attemptDeadlineMs(this.deps.config));
+    abandoned.catch(() => {});
+    // setImmediate: after a busy stretch of the event loop, replies already received are read before the abort.
+    const timeout = setTimeout(() => setImmediate(() => settled || controller.abort()), attemptDeadlineMs(this.deps.config));
     try {
       const secrets = delivery.sealedSecrets
         ? this.deps.secretBox.open<Record<string, unknown>>(delivery.sealedSecrets)
@@ -166,7 +176,7 @@ export class Dispatcher {
       const channel = this.deps.channels[delivery.channel];
       result = await Promise.race([
         channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
-        timedOut,
+        abandoned,
       ]);
     } catch (error) {
       if (error instanceof ChannelError) {
@@ -176,7 +186,9 @@ export class Dispatcher {
         failure = new ChannelError('retryable', 'INTERNAL', 'unexpected error in the gateway while sending');
       }
     } finally {
+      settled = true;
       clearTimeout(timeout);
+      clearTimeout(giveUp);
     }
 
     const finishedAt = this.now();
