@@ -150,6 +150,21 @@ describe('sendDing', () => {
     expect(endpoint.requests.length).toBe(requestsBefore);
   });
 
+  it.each([
+    ['an unknown field', { ...robot, content: 'x', color: 'red' }],
+    ['a missing required field', { ...robot }],
+    ['a wrongly typed field', { ...robot, content: 'x', atAll: 'yes' }],
+    ['a secret of the wrong type', { accessToken: robot.accessToken, secret: 42, content: 'x' }],
+  ])('refuses %s in the variables without quoting the robot credentials back', async (_label, input) => {
+    const { body } = await gateway.graphql(sendDing, { input });
+    answers.push(body);
+    expect(body.data).toBeUndefined();
+    expect(body.errors!.length).toBeGreaterThan(0);
+    expect(body.errors![0].message).toMatch(/^Variable "\$input" got invalid value/);
+    expect(JSON.stringify(body)).not.toContain(robot.accessToken);
+    expect(JSON.stringify(body)).not.toContain(robot.secret);
+  });
+
   it('never shows the accessToken or secret in an API answer, the log or the stored payload', async () => {
     const sent = await call({ ...robot, content: 'secret check', idempotencyKey: 'ding-1' });
     for (const query of [
