@@ -15,10 +15,15 @@ export function loadSecretKey(configured: string | undefined, dataDir: string): 
     return key;
   }
   const file = path.join(dataDir, keyFileName);
+  let stored: string | undefined;
   try {
-    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'hex');
+    stored = fs.readFileSync(file, 'utf8').trim();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (stored !== undefined) {
+    if (!/^[0-9a-f]{64}$/i.test(stored)) throw new Error(`${file} must hold a 32-byte key as 64 hex characters`);
+    return Buffer.from(stored, 'hex');
   }
   fs.mkdirSync(dataDir, { recursive: true });
   const key = crypto.randomBytes(32);
@@ -36,9 +41,12 @@ export class SecretBox {
     return `v1.${Buffer.concat([iv, cipher.getAuthTag(), ciphertext]).toString('base64')}`;
   }
 
+  /** Throws when the value was not sealed with this key or was altered (the GCM tag does not match). */
   open<T>(sealed: string): T {
+    if (!sealed.startsWith('v1.')) throw new Error('not a sealed value');
     const raw = Buffer.from(sealed.slice(3), 'base64');
-    const decipher = crypto.createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
+    // A full 16-byte tag only: Node would otherwise accept a truncated one, which is far easier to forge.
+    const decipher = crypto.createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12), { authTagLength: 16 });
     decipher.setAuthTag(raw.subarray(12, 28));
     return JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8')) as T;
   }

@@ -18,6 +18,8 @@ export function openDatabase(databasePath: string): Db {
   // FULL: a delivery acknowledged to a caller survives power loss, not only a process crash.
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
+  // Erased secrets are overwritten with zeros in the file, not just unlinked (the key often sits in the same folder).
+  sqlite.pragma('secure_delete = ON');
   sqlite.pragma('busy_timeout = 5000');
   const db = drizzle({ client: sqlite, schema, casing: 'snake_case' });
   migrate(db, { migrationsFolder });

@@ -21,28 +21,6 @@ export interface ServerContext {
  */
 export const graphqlLimits = { maxDepth: 8, maxAliases: 15, maxCost: 20_000, maxTokens: 1000, maxDirectives: 10 } as const;
 
-/** Headers a browser cannot add to a cross-site request without a CORS preflight, which this gateway never grants. */
-export const csrfHeaders = ['ops-token', 'x-graphql-yoga-csrf'] as const;
-const simpleContentTypes = new Set(['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain']);
-
-/**
- * Yoga's CSRF prevention, kept here to avoid a dependency: a request a browser could send cross-site without a
- * preflight (no content type or a form/text one, and none of `csrfHeaders`) is refused with 403.
- */
-function csrfPrevention(): Plugin {
-  return {
-    onRequestParse({ request }) {
-      const contentType = request.headers.get('content-type')?.split(';')[0].trim().toLowerCase();
-      const preflighted = contentType !== undefined && contentType !== '' && !simpleContentTypes.has(contentType);
-      if (!preflighted && !csrfHeaders.some((header) => request.headers.has(header))) {
-        throw new GraphQLError('Send Content-Type: application/json or an OPS-Token header', {
-          extensions: { code: 'FORBIDDEN', http: { status: 403 } },
-        });
-      }
-    },
-  };
-}
-
 /** graphql-js quotes a refused variable value in its message; a misplaced robot secret or code must not come back. */
 export function withoutVariableValues(error: GraphQLError): GraphQLError {
   const variable = /^Variable "\$(\w+)" got invalid value /.exec(error.message)?.[1];
@@ -103,10 +81,11 @@ export function createGraphQLHandler(deps: {
     landingPage: false,
     logging: logger.child({ component: 'graphql' }),
     maskedErrors: { isDev: false, maskError: maskUnexpected },
-    // No CORS headers at all: a page on another origin can neither send OPS-Token nor read an answer.
+    // No CORS headers at all, so a page of another origin can neither send OPS-Token (a header that needs a
+    // preflight) nor read an answer. Yoga's CSRF-prevention plugin would add nothing: it lets through any request
+    // that carries a non-simple header, and every request that gets here carries OPS-Token. See SECURITY.md.
     cors: false,
     plugins: [
-      csrfPrevention(),
       EnvelopArmorPlugin({
         maxDepth: { n: graphqlLimits.maxDepth },
         maxAliases: { n: graphqlLimits.maxAliases },
