@@ -17,3 +17,4 @@ const server = http.createServer(app.handler);
 server.listen(0, '127.0.0.1', () => {
   console.log(`ready ${(server.address() as { port: number }).port}`);
 });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
