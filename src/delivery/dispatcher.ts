@@ -44,6 +44,8 @@ export class Dispatcher {
   private readonly robotReservations = new Map<string, number>();
   /** Per robot, the tail of the queue of slot checks: check and reservation must not interleave. */
   private readonly robotQueues = new Map<string, Promise<unknown>>();
+  /** Per robot, the time promised to each delivery sent back to wait, so the waiting ones do not all wake at once. */
+  private readonly robotPromised = new Map<string, Map<string, number>>();
   private timer?: NodeJS.Timeout;
   private cycling = false;
   private again = false;
@@ -135,7 +137,7 @@ export class Dispatcher {
 
     const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
     if (reservationKey) {
-      const waitUntil = await this.reserveRobotSlot(reservationKey);
+      const waitUntil = await this.reserveRobotSlot(reservationKey, delivery.id);
       if (waitUntil !== undefined) {
         const deferred = await store.transition(delivery.id, ['SENDING'], {
           status: 'QUEUED',
@@ -265,21 +267,33 @@ export class Dispatcher {
    * back: after its per-minute allowance frees, or after DingTalk's mute once it answered "send too fast".
    * Checks run one at a time per robot so that a batch claimed together cannot overrun the allowance.
    */
-  private reserveRobotSlot(robot: string): Promise<number | undefined> {
+  private reserveRobotSlot(robot: string, deliveryId: string): Promise<number | undefined> {
     const check = async (): Promise<number | undefined> => {
       const now = this.now();
+      // Read before the attempts table: an attempt finishing meanwhile is then counted twice, never missed.
+      const underway = this.robotReservations.get(robot) ?? 0;
+      const promised = this.robotPromised.get(robot) ?? new Map<string, number>();
+      const previousTurn = promised.get(deliveryId);
+      promised.delete(deliveryId);
       const mutedAt = await this.deps.store.lastAttemptAt('DING', robot, 'RATE_LIMITED', now - robotMuteMs);
-      if (mutedAt !== undefined) return Math.max(mutedAt + robotMuteMs, now + 1000);
       const limit = this.deps.config.ding.perRobotPerMinute;
       const recent = await this.deps.store.attemptTimesSince('DING', robot, now - minuteMs);
-      const underway = this.robotReservations.get(robot) ?? 0;
-      if (recent.length + underway < limit) {
-        this.robotReservations.set(robot, underway + 1);
+      if (mutedAt === undefined && recent.length + underway < limit) {
+        this.robotReservations.set(robot, (this.robotReservations.get(robot) ?? 0) + 1);
+        if (promised.size === 0) this.robotPromised.delete(robot);
         return undefined;
       }
-      const index = recent.length + underway - limit;
-      const oldest = recent[Math.min(index, recent.length - 1)] ?? now;
-      return Math.max(oldest + minuteMs, now + 1000);
+      // Each waiting delivery gets its own turn: the time the minute has room again after the sends and the turns
+      // ahead of it. A newcomer queues behind every turn; one whose turn came too early keeps its place.
+      // Turns more than a minute old belong to deliveries that were cancelled or went another way.
+      for (const [id, at] of promised) if (at < now - minuteMs) promised.delete(id);
+      const ahead = [...promised.values()].filter((at) => previousTurn === undefined || at <= previousTurn);
+      const taken = [...recent, ...Array<number>(underway).fill(now), ...ahead].sort((a, b) => a - b);
+      const roomAt = taken.length >= limit ? taken[taken.length - limit] + minuteMs + 1 : now;
+      const turn = Math.max(roomAt, mutedAt === undefined ? 0 : mutedAt + robotMuteMs, now + 1000);
+      promised.set(deliveryId, turn);
+      this.robotPromised.set(robot, promised);
+      return turn;
     };
     const previous = this.robotQueues.get(robot) ?? Promise.resolve();
     const result = previous.then(check, check);

@@ -106,6 +106,13 @@ async function storm(options: { perMinute?: number } = {}) {
     ...(options.perMinute ? { DINGTALK_ROBOT_PER_MINUTE: String(options.perMinute) } : {}),
   });
   const store = SqliteStore.open(config.databasePath);
+  // Counts each time a delivery is sent back to wait for its robot's turn.
+  const deferrals = new Map<string, number>();
+  const transition = store.transition.bind(store);
+  store.transition = async (id, from, patch) => {
+    if (patch.status === 'QUEUED') deferrals.set(id, (deferrals.get(id) ?? 0) + 1);
+    return transition(id, from, patch);
+  };
   const secretBox = new SecretBox(crypto.randomBytes(32));
   const events = new DeliveryEvents();
   const logger = createLogger({ level: 'silent', pretty: false });
@@ -134,6 +141,7 @@ async function storm(options: { perMinute?: number } = {}) {
     robot,
     emulator,
     store,
+    deferrals,
     dispatcher,
     pending,
     settle,
@@ -168,6 +176,19 @@ describe('per-robot pacing over time (clock moved by the test)', () => {
     expect(new Set(s.emulator.messages.map((message) => message.body.text.content)).size).toBe(30);
     expect(s.emulator.rejected).toBe(0);
     expect(busiestMinute(s.emulator.messages.map((message) => message.receivedAt))).toBeLessThanOrEqual(19);
+  });
+
+  it('gives each waiting delivery its own turn: waiting costs a bounded number of wake-ups, not one per freed slot', async () => {
+    const s = await storm({ perMinute: 10 });
+    for (let n = 0; n < 40; n++) await s.send(`#${n}`);
+    s.dispatcher.start();
+    await s.advance(5 * minuteMs);
+    expect(s.pending()).toEqual([]);
+    expect(s.emulator.messages).toHaveLength(40);
+    expect(busiestMinute(s.emulator.messages.map((message) => message.receivedAt))).toBeLessThanOrEqual(10);
+    // Sent back once to wait, plus at most once more when the clock step overshoots an earlier turn.
+    expect(s.deferrals.size).toBe(30);
+    expect(Math.max(...s.deferrals.values())).toBeLessThanOrEqual(2);
   });
 
   it('keeps to DINGTALK_ROBOT_PER_MINUTE while a storm keeps arriving', async () => {
