@@ -25,6 +25,8 @@ import type {
 // Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
 const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
 const isSending = sql`${deliveries.status} = 'SENDING'`;
+/** Widest time slice `deliveryStats` counts in one statement. */
+const statsSliceMs = 3_600_000;
 
 const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
 
@@ -281,24 +283,43 @@ export class SqliteStore implements Store {
   }
 
   async deliveryStats({ from, to, bucketMs, channel, callerId }: StatsQuery): Promise<StatsRow[]> {
-    // better-sqlite3 binds numbers as REAL, which would make the division fractional: inline the checked integer.
     if (!Number.isSafeInteger(bucketMs) || bucketMs <= 0) throw new RangeError('bucketMs must be a positive integer');
-    const width = sql.raw(String(bucketMs));
-    const bucketStart = sql<number>`(${deliveries.createdAt} / ${width}) * ${width}`;
-    return this.db
-      .select({ bucketStart, channel: deliveries.channel, status: deliveries.status, count: count() })
+    // One GROUP BY over a wide window sorts every row in it while the event loop waits (3 s for a million rows).
+    // Counted slice by slice instead, none wider than an hour or a bucket, with other work let in between slices.
+    const sliceMs = Math.min(bucketMs, statsSliceMs);
+    const countSlice = this.db
+      .select({ channel: deliveries.channel, status: deliveries.status, count: count() })
       .from(deliveries)
       .where(
         and(
-          gte(deliveries.createdAt, from),
-          lt(deliveries.createdAt, to),
+          gte(deliveries.createdAt, sql.placeholder('from')),
+          lt(deliveries.createdAt, sql.placeholder('to')),
           channel ? eq(deliveries.channel, channel) : undefined,
           callerId !== undefined ? eq(deliveries.callerId, callerId) : undefined,
         ),
       )
-      .groupBy(bucketStart, deliveries.channel, deliveries.status)
-      .orderBy(bucketStart, deliveries.channel, deliveries.status)
-      .all();
+      .groupBy(deliveries.channel, deliveries.status)
+      .prepare();
+    const rows = new Map<string, StatsRow>();
+    let resumed = performance.now();
+    for (let start = from; start < to; ) {
+      const bucketStart = Math.floor(start / bucketMs) * bucketMs;
+      const end = Math.min(to, bucketStart + bucketMs, Math.floor(start / sliceMs) * sliceMs + sliceMs);
+      for (const row of countSlice.all({ from: start, to: end })) {
+        const key = `${bucketStart}:${row.channel}:${row.status}`;
+        const total = rows.get(key);
+        if (total) total.count += row.count;
+        else rows.set(key, { bucketStart, ...row });
+      }
+      start = end;
+      if (performance.now() - resumed > 10) {
+        await new Promise((resolve) => setImmediate(resolve));
+        resumed = performance.now();
+      }
+    }
+    return [...rows.values()].sort(
+      (a, b) => a.bucketStart - b.bucketStart || a.channel.localeCompare(b.channel) || a.status.localeCompare(b.status),
+    );
   }
 
   async findTokenByHash(tokenHash: string) {
