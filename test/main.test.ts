@@ -107,7 +107,7 @@ describe('npm start', { timeout: 60_000 }, () => {
     );
     expect(sent.status).toBe(200);
     const body = await sent.json();
-    expect(body.data.sendSms).toMatchObject({ __typename: 'Delivery', status: 'SENT', recipient: '+8613800138000' });
+    expect(body.data?.sendSms, JSON.stringify(body)).toMatchObject({ __typename: 'Delivery', status: 'SENT', recipient: '+8613800138000' });
 
     const refused = await graphql('{ deliveries { edges { node { id } } } }', {});
     expect(refused.status).toBe(401);
@@ -133,7 +133,7 @@ describe('npm start', { timeout: 60_000 }, () => {
       db.close();
     }
 
-    expect(await stop(gateway)).toBe(0);
+    expect(await stop(gateway), gateway.stdout() + gateway.stderr()).toBe(0);
     const logs = logLines(gateway.stdout());
     expect(logs.at(-1)?.msg).toBe('stopped');
     expect(gateway.stdout()).not.toContain('vc-739146-zq');
@@ -191,7 +191,7 @@ describe('npm start', { timeout: 60_000 }, () => {
       expect(gateway.child.exitCode).toBeNull();
       held[0].writeHead(200, { 'content-type': 'application/json' }).end('{"errcode":0,"errmsg":"ok"}');
 
-      expect(await gateway.exited).toBe(0);
+      expect(await gateway.exited, gateway.stdout() + gateway.stderr()).toBe(0);
       expect(logLines(gateway.stdout()).at(-1)?.msg).toBe('stopped');
       const db = new Database(databasePath, { readonly: true });
       try {
