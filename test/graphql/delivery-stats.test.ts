@@ -203,7 +203,7 @@ describe('deliveryStats', () => {
           expect(await gateway.store.deliveryStats({ from, to, bucketMs })).toEqual(expected);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: 40 },
     );
   });
 
