@@ -68,7 +68,7 @@ describe('DingTalk errcodes and transport failures', () => {
 
   beforeAll(async () => {
     emulator = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret } });
-    channel = new DingTalkRobotChannel({ baseUrl: emulator.url, timeoutMs: 300 });
+    channel = new DingTalkRobotChannel({ baseUrl: emulator.url, timeoutMs: 1000 });
   });
   afterAll(async () => {
     await channel.close();
@@ -148,7 +148,7 @@ describe('DingTalk errcodes and transport failures', () => {
     expect(await failure()).toEqual({
       kind: 'retryable',
       code: 'ETIMEDOUT',
-      message: 'DingTalk did not answer within 300 ms',
+      message: 'DingTalk did not answer within 1000 ms',
       retryAfterMs: undefined,
     });
   });
@@ -225,10 +225,11 @@ describe('sendDing through the gateway to the DingTalk emulator', () => {
     gateway = await startGateway({
       env: {
         DINGTALK_BASE_URL: emulator.url,
-        PROVIDER_TIMEOUT_MS: '300',
+        // Generous for a loaded test machine: only the injected hang may time out.
+        PROVIDER_TIMEOUT_MS: '1000',
         // Slow enough to see RETRYING in the mutation's answer before the retry runs.
-        RETRY_BASE_DELAY_MS: '400',
-        RETRY_MAX_DELAY_MS: '800',
+        RETRY_BASE_DELAY_MS: '800',
+        RETRY_MAX_DELAY_MS: '1600',
       },
     });
   });
@@ -416,7 +417,7 @@ describe('sendDing through the gateway to the DingTalk emulator', () => {
     expect(first).toMatchObject({
       status: 'RETRYING',
       attempts: 1,
-      lastError: { code: 'ETIMEDOUT', message: 'DingTalk did not answer within 300 ms' },
+      lastError: { code: 'ETIMEDOUT', message: 'DingTalk did not answer within 1000 ms' },
       attemptLog: [{ outcome: 'RETRYABLE', providerCode: 'ETIMEDOUT' }],
     });
     const done = await eventually(async () => {
@@ -441,7 +442,7 @@ describe('sendDing through the gateway to the DingTalk emulator', () => {
     });
     const retryAt = Date.parse(first.nextAttemptAt);
     expect(retryAt).toBeGreaterThanOrEqual(before + 600_000);
-    expect(retryAt).toBeLessThanOrEqual(after + 600_000 + 800);
+    expect(retryAt).toBeLessThanOrEqual(after + 600_000 + 1600);
 
     // Another message to the muted robot waits for the mute to end instead of being refused again.
     const second = await send({ ...bot, content: 'storm 2' });
