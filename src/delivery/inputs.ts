@@ -213,3 +213,19 @@ export const prepareByChannel = {
 export function messageFromStored(payload: Record<string, unknown>, secrets: Record<string, unknown> | null): unknown {
   return { ...payload, ...(secrets ?? {}) };
 }
+
+/** Lets a `recipient` filter be written the way a caller would send it: a bare mainland mobile, mixed-case email. */
+export function normaliseRecipientFilter(recipient: string): string {
+  if (/^[0-9+\- ()]+$/.test(recipient)) {
+    const phone = parsePhoneNumberFromString(recipient.trim(), 'CN');
+    return phone?.isValid() ? phone.number : recipient;
+  }
+  if (recipient.includes('@')) {
+    return recipient
+      .split(/[,;]/)
+      .map((address) => address.trim().toLowerCase())
+      .filter(Boolean)
+      .join(', ');
+  }
+  return recipient;
+}

@@ -14,7 +14,7 @@ import {
 import type { SecretBox } from '../secrets';
 import type { Dispatcher } from './dispatcher';
 import { finalStatuses, type DeliveryEvents } from './events';
-import { idempotencyKey as idempotencyKeySchema, prepareByChannel } from './inputs';
+import { idempotencyKey as idempotencyKeySchema, normaliseRecipientFilter, prepareByChannel } from './inputs';
 import { rateLimitedError, sendLimits } from './rate-limits';
 
 export interface SendOptions {
@@ -139,7 +139,8 @@ export class DeliveryService {
 
   async listDeliveries(filter: DeliveryFilter, page: KeysetPage, caller: Caller): Promise<DeliveryRow[]> {
     if (caller.scopes.read === 'none') throw new ForbiddenError('This token may not read deliveries');
-    const scoped = caller.scopes.read === 'own' ? { ...filter, callerId: caller.id } : filter;
+    const normalised = filter.recipient === undefined ? filter : { ...filter, recipient: normaliseRecipientFilter(filter.recipient) };
+    const scoped = caller.scopes.read === 'own' ? { ...normalised, callerId: caller.id } : normalised;
     return this.deps.store.listDeliveries(scoped, page);
   }
 
