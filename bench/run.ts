@@ -1,7 +1,7 @@
 // `npm run bench`: the gateway beside its baselines, in one run on one machine. Prints a Markdown table; with
 // `--write` it also replaces the table in BENCHMARKS.md. BENCH_SECONDS (default 10) sets each load run's length,
 // BENCH_EMAILS (default 10000) the end-to-end count, BENCH_ROWS (default 1000000) the query database size.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +25,7 @@ interface Running {
 }
 
 function start(script: string, env: Record<string, string>, ipc = false): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  const child = spawn(process.execPath, script.endsWith('.js') ? [script] : ['--import', 'tsx', script], {
     cwd: root,
     env: { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env },
     stdio: ipc ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
@@ -196,7 +196,7 @@ async function endToEndEmail() {
   await sinkAlone.stop();
 
   const sink = await start('bench/servers/smtp-counter.ts', {}, true);
-  const gateway = await start('src/main.ts', {
+  const gateway = await start('dist/main.js', {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -298,7 +298,7 @@ async function deliveriesQueries(databasePath: string) {
 async function startToReady(databasePath: string, aloneRate: number) {
   const sink = await start('bench/servers/smtp-counter.ts', {}, true);
   const started = performance.now();
-  const gateway = await start('src/main.ts', {
+  const gateway = await start('dist/main.js', {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -336,6 +336,8 @@ async function startToReady(databasePath: string, aloneRate: number) {
   );
 }
 
+// The gateway runs as `npm start` runs it: the esbuild bundle.
+execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
 const rssAccept = await acceptThroughput();
 const e2e = await endToEndEmail();
 record('peak resident memory, accept runs / end-to-end run, MB', `${rssAccept.toFixed(0)} / ${e2e.rss.toFixed(0)}`, `nodemailer alone ${e2e.aloneRss.toFixed(0)}`, '', '< 200 MB', Math.max(rssAccept, e2e.rss) < 200);

@@ -8,7 +8,19 @@ import * as schema from './schema';
 
 export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
 
-export const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
+/** drizzle/ at the package root, found from this module whether it runs from src/ (tsx) or a bundle in dist/. */
+function findMigrationsFolder(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, 'drizzle');
+    if (fs.existsSync(path.join(candidate, 'meta/_journal.json'))) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('drizzle/ migrations folder not found');
+    dir = parent;
+  }
+}
+
+export const migrationsFolder = findMigrationsFolder();
 
 /** Opens the SQLite database in WAL mode and applies the committed drizzle-kit migrations. */
 export function openDatabase(databasePath: string): Db {

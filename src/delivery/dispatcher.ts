@@ -81,7 +81,8 @@ export class Dispatcher {
 
   /** Runs a claim cycle soon; calls while one runs coalesce into one more. */
   kick(): void {
-    if (this.stopping) return;
+    // Not started (or stopped): sends stay QUEUED until start().
+    if (this.stopping || !this.timer) return;
     if (this.cycling) {
       this.again = true;
       return;
