@@ -1,10 +1,8 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
-import got, { type Got } from 'got';
 import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
+import { createProviderHttp, type ProviderHttp } from './provider-http';
 import { redact, templateValues, transportFailure, unexpectedAnswer } from './sms-template';
 
 /** RFC 3986 percent-encoding of UTF-8 bytes, as Aliyun's RPC signature wants it: only A–Z a–z 0–9 - _ . ~ stay. */
@@ -131,25 +129,14 @@ export class AliyunSmsChannel implements Channel<'SMS'> {
   readonly channel = 'SMS';
   readonly provider = 'aliyun';
   readonly development = false;
-  private readonly client: Got;
+  private readonly http: ProviderHttp;
   private readonly url: string;
   private readonly now: () => number;
-  private readonly agents = {
-    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
-  };
 
   constructor(private readonly options: AliyunSmsOptions) {
     this.url = new URL('/', options.endpoint).toString();
     this.now = options.now ?? Date.now;
-    // No retries here: the dispatcher owns retries, backoff and the attempt log (and SendSms is not idempotent).
-    this.client = got.extend({
-      timeout: { request: options.timeoutMs },
-      retry: { limit: 0 },
-      throwHttpErrors: false,
-      followRedirect: false,
-      agent: this.agents,
-    });
+    this.http = createProviderHttp(options.timeoutMs);
   }
 
   async send(message: SmsMessage, context: SendContext): Promise<SendResult> {
@@ -176,7 +163,7 @@ export class AliyunSmsChannel implements Channel<'SMS'> {
       const body = `${canonicalizedQuery(params)}&Signature=${percentEncode(signAliyunRpc('POST', params, this.options.accessKeySecret))}`;
       let response;
       try {
-        response = await this.client.post(this.url, {
+        response = await this.http.client.post(this.url, {
           body,
           headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', accept: 'application/json' },
           signal: context.signal,
@@ -208,7 +195,6 @@ export class AliyunSmsChannel implements Channel<'SMS'> {
   }
 
   async close() {
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.http.close();
   }
 }

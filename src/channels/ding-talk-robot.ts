@@ -1,9 +1,8 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
-import got, { RequestError, type Got, type Response } from 'got';
+import { RequestError, type Response } from 'got';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type DingMessage, type FailureKind, type SendContext, type SendResult } from './channel';
+import { createProviderHttp, type ProviderHttp } from './provider-http';
 
 /** DingTalk 加签: Base64(HmacSHA256(key = secret, timestamp + "\n" + secret)). Not yet URL-encoded. */
 export function signDingTalk(timestamp: number | string, secret: string): string {
@@ -122,22 +121,13 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   readonly channel = 'DING';
   readonly provider = 'dingtalk';
   readonly development = false;
-  private readonly client: Got;
-  private readonly agents = {
-    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
-  };
+  private readonly http: ProviderHttp;
   private readonly now: () => number;
 
   constructor(private readonly options: DingTalkRobotOptions) {
     this.now = options.now ?? Date.now;
-    this.client = got.extend({
+    this.http = createProviderHttp(options.timeoutMs, {
       prefixUrl: options.baseUrl.replace(/\/+$/, ''),
-      timeout: { request: options.timeoutMs },
-      retry: { limit: 0 },
-      throwHttpErrors: false,
-      followRedirect: false,
-      agent: this.agents,
       headers: { 'content-type': 'application/json; charset=utf-8' },
     });
   }
@@ -169,7 +159,7 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   private async post(message: DingMessage, body: string, context: SendContext): Promise<Answer> {
     let response: Response<string>;
     try {
-      response = await this.client.post('robot/send', {
+      response = await this.http.client.post('robot/send', {
         searchParams: dingTalkQuery(message.accessToken, message.secret, this.now()),
         body,
         signal: context.signal,
@@ -203,8 +193,7 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   }
 
   async close() {
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.http.close();
   }
 }
 

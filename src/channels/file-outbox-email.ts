@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { Channel, EmailMessage, SendContext, SendResult } from './channel';
+import { mailOptions } from './email-message';
 
 /** Development transport: renders each message with nodemailer and writes it as `<delivery id>.eml`. */
 export class FileOutboxEmailChannel implements Channel<'EMAIL'> {
@@ -16,15 +17,7 @@ export class FileOutboxEmailChannel implements Channel<'EMAIL'> {
   ) {}
 
   async send(message: EmailMessage, context: SendContext): Promise<SendResult> {
-    const info = await this.transport.sendMail({
-      from: this.from,
-      to: message.to,
-      cc: message.cc,
-      bcc: message.bcc,
-      subject: message.subject,
-      text: message.text,
-      html: message.html,
-    });
+    const info = await this.transport.sendMail(mailOptions(message, this.from, context.deliveryId));
     await fs.mkdir(this.outboxDir, { recursive: true });
     const file = path.join(this.outboxDir, `${context.deliveryId}.eml`);
     await fs.writeFile(file, info.message as Buffer);

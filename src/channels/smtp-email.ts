@@ -2,6 +2,7 @@ import nodemailer, { type NodemailerError, type SMTPPoolOptions } from 'nodemail
 import { parseConnectionUrl } from 'nodemailer/lib/shared';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type EmailMessage, type SendContext, type SendResult } from './channel';
+import { mailOptions } from './email-message';
 
 export interface SmtpEmailOptions {
   /** smtp://[user:pass@]host[:port][?nodemailer options] or smtps://… */
@@ -13,8 +14,6 @@ export interface SmtpEmailOptions {
   /** Connect and greeting timeout, unless the URL sets connectionTimeout/greetingTimeout. */
   timeoutMs: number;
 }
-
-export const deliveryIdHeader = 'X-Notify-Delivery-Id';
 
 /**
  * nodemailer pool options from SMTP_URL: scheme (smtps:// means TLS from the first byte), credentials
@@ -138,14 +137,7 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
     let info;
     try {
       info = await this.transport.sendMail({
-        from: this.options.from,
-        to: message.to,
-        cc: message.cc,
-        bcc: message.bcc,
-        subject: message.subject,
-        text: message.text,
-        html: message.html,
-        headers: { [deliveryIdHeader]: context.deliveryId },
+        ...mailOptions(message, this.options.from, context.deliveryId),
         signal: context.signal,
       });
     } catch (error) {

@@ -1,10 +1,8 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
-import got, { type Got } from 'got';
 import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
+import { createProviderHttp, type ProviderHttp } from './provider-http';
 import { positionalTemplateValues, redact, transportFailure, unexpectedAnswer } from './sms-template';
 
 const sha256Hex = (value: string | Buffer) => crypto.createHash('sha256').update(value).digest('hex');
@@ -139,28 +137,17 @@ export class TencentSmsChannel implements Channel<'SMS'> {
   readonly channel = 'SMS';
   readonly provider = 'tencent';
   readonly development = false;
-  private readonly client: Got;
+  private readonly http: ProviderHttp;
   private readonly url: string;
   private readonly host: string;
   private readonly now: () => number;
-  private readonly agents = {
-    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
-  };
 
   constructor(private readonly options: TencentSmsOptions) {
     const url = new URL('/', options.endpoint);
     this.url = url.toString();
     this.host = url.host;
     this.now = options.now ?? Date.now;
-    // No retries here: the dispatcher owns retries, backoff and the attempt log.
-    this.client = got.extend({
-      timeout: { request: options.timeoutMs },
-      retry: { limit: 0 },
-      throwHttpErrors: false,
-      followRedirect: false,
-      agent: this.agents,
-    });
+    this.http = createProviderHttp(options.timeoutMs);
   }
 
   async send(message: SmsMessage, context: SendContext): Promise<SendResult> {
@@ -187,7 +174,7 @@ export class TencentSmsChannel implements Channel<'SMS'> {
       });
       let response;
       try {
-        response = await this.client.post(this.url, {
+        response = await this.http.client.post(this.url, {
           body: payload,
           headers: {
             authorization,
@@ -231,7 +218,6 @@ export class TencentSmsChannel implements Channel<'SMS'> {
   }
 
   async close() {
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.http.close();
   }
 }
