@@ -1,5 +1,6 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import type { Caller } from '../auth';
 import type { Config } from '../config';
@@ -79,6 +80,8 @@ export function createGraphQLHandler(deps: {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // GraphiQL's scripts and styles served from the gateway itself, not a CDN: it works on a closed network.
+    renderGraphiQL,
     logging: logger.child({ component: 'graphql' }),
     maskedErrors: { isDev: false, maskError: maskUnexpected },
     // No CORS headers at all, so a page of another origin can neither send OPS-Token (a header that needs a
