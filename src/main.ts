@@ -67,6 +67,7 @@ async function shutdown(signal: string) {
   logger.info({ signal }, 'stopping: no new requests, finishing attempts under way');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  app.service.stopWaiting();
   const finished = await app.stop(config.shutdownTimeoutMs);
   if (!finished) logger.warn('attempts still under way at the deadline; they will be picked up at the next start');
   await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))]);

@@ -54,9 +54,21 @@ function stableJson(value: unknown): string {
 /** The one path every API layer takes: validate, check limits, record, hand to the dispatcher, report. */
 export class DeliveryService {
   private readonly now: () => number;
+  private waitingStopped = false;
+  private releaseWaiting!: () => void;
+  private readonly waitingReleased = new Promise<void>((resolve) => (this.releaseWaiting = resolve));
 
   constructor(private readonly deps: DeliveryServiceDeps) {
     this.now = deps.now ?? Date.now;
+  }
+
+  /**
+   * For a stop: requests waiting for a first attempt are answered now (QUEUED, already committed) and new ones do not
+   * wait, since no new attempt starts. Otherwise their connections would be cut at the stop without an answer.
+   */
+  stopWaiting(): void {
+    this.waitingStopped = true;
+    this.releaseWaiting();
   }
 
   sendDing(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
@@ -111,7 +123,7 @@ export class DeliveryService {
       }
       return outcome.delivery;
     }
-    const wait = (waitInInput ?? options.wait ?? true) !== false && this.deps.config.sendWaitMs > 0;
+    const wait = (waitInInput ?? options.wait ?? true) !== false && this.deps.config.sendWaitMs > 0 && !this.waitingStopped;
     if (!wait) {
       dispatcher.kick();
       return outcome.delivery;
@@ -122,7 +134,8 @@ export class DeliveryService {
       this.deps.config.sendWaitMs,
     );
     dispatcher.kick();
-    await waiter.promise;
+    await Promise.race([waiter.promise, this.waitingReleased]);
+    waiter.cancel();
     return (await store.getDelivery(outcome.delivery.id)) ?? outcome.delivery;
   }
 

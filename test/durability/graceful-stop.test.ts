@@ -95,15 +95,20 @@ describe('SIGTERM', { timeout: 90_000 }, () => {
 
     // 1. Within the deadline: the three attempts under way (1.5 s each) finish, then the process exits 0.
     await eventually(() => peer.received.length === 3);
+    // A caller waiting for the first attempt of its message (no free slot): answered at the stop, not cut off.
+    const waiting = first.graphql(sendDing, { input: { accessToken: robotOf(8), secret: 'SEC-robot-8', content: 'alert 8' } });
+    await eventually(() => Object.keys(statuses(first.databasePath)).length === 9);
     let signalledAt = Date.now();
     first.kill('SIGTERM');
     await eventually(async () => !(await accepts(first.url)), 1000);
+    expect((await waiting).body.data.sendDing).toMatchObject({ __typename: 'Delivery', status: 'QUEUED' });
+    ids.push((await waiting).body.data.sendDing.id);
     expect(await first.exited).toEqual({ code: 0, signal: null });
     const gracefulStopMs = Date.now() - signalledAt;
     expect(peer.answered).toBe(3);
     let now = statuses(first.databasePath);
     expect(Object.values(now).filter((status) => status === 'SENT')).toHaveLength(3);
-    expect(Object.values(now).filter((status) => status === 'QUEUED')).toHaveLength(5);
+    expect(Object.values(now).filter((status) => status === 'QUEUED')).toHaveLength(6);
     expect(first.logs.some((line) => line.msg === 'stopped')).toBe(true);
     expect(first.logs.some((line) => String(line.msg).startsWith('attempts still under way'))).toBe(false);
 
@@ -122,7 +127,7 @@ describe('SIGTERM', { timeout: 90_000 }, () => {
     now = statuses(first.databasePath);
     const cutShort = Object.entries(now).filter(([, status]) => status !== 'SENT' && status !== 'QUEUED');
     expect(cutShort).toHaveLength(3);
-    expect(Object.values(now).filter((status) => status === 'QUEUED')).toHaveLength(2);
+    expect(Object.values(now).filter((status) => status === 'QUEUED')).toHaveLength(3);
 
     // 3. The next start sends what was cut short (again: the peer had it) and the rest; each robot's message arrives,
     //    and only the three cut short arrive twice.
