@@ -57,6 +57,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     config,
     service,
     events,
+    authenticator,
     logger,
     plugins: [useOperationMetrics(metrics), useStatsContext(store)],
   });

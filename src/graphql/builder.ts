@@ -11,6 +11,8 @@ export interface GraphQLContext {
   events: DeliveryEvents;
   /** The Idempotency-Key header, when the request carried one. */
   idempotencyKey?: string;
+  /** Checks the request's token again (long-lived subscriptions stop once it is revoked). */
+  reauthenticate: () => Promise<boolean>;
 }
 
 export const builder = new SchemaBuilder<{

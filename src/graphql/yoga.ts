@@ -2,7 +2,7 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
-import type { Caller } from '../auth';
+import type { Authenticator, Caller } from '../auth';
 import type { Config } from '../config';
 import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
@@ -71,11 +71,12 @@ export function createGraphQLHandler(deps: {
   config: Config;
   service: DeliveryService;
   events: DeliveryEvents;
+  authenticator: Authenticator;
   logger: Logger;
   /** Added by the app: operation metrics and the stats context (src/operations/graphql-plugins.ts). */
   plugins?: Plugin[];
 }) {
-  const { config, service, events, logger } = deps;
+  const { config, service, events, logger, authenticator } = deps;
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -119,6 +120,7 @@ query RecentDeliveries {
       service,
       events,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
+      reauthenticate: async () => (await authenticator.authenticate(request.headers.get('ops-token'))) !== undefined,
     }),
   });
 }

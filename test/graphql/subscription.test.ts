@@ -177,6 +177,23 @@ describe('deliveryUpdated over server-sent events', () => {
     expect(answer.errors[0]).toMatchObject({ message: `No delivery ${other}`, extensions: { code: 'NOT_FOUND' } });
   });
 
+  it('ends the stream of a token revoked while it is open', async () => {
+    await addToken('revoked-later', 'all');
+    const next = sseReader(await subscribe({ channel: 'EMAIL' }, tokens['revoked-later']));
+    const before = await sendEmail('seen before the revocation');
+    const first = JSON.parse((await next())!.data).data.deliveryUpdated;
+    expect(first.id).toBe(before);
+    await eventually(async () => (await gateway.store.getDelivery(before))?.status === 'SENT');
+    expect(await gateway.store.revokeToken('revoked-later', Date.now())).toBe(true);
+    const after = await sendEmail('sent after the revocation');
+    await eventually(async () => (await gateway.store.getDelivery(after))?.status === 'SENT');
+    const seen: string[] = [];
+    for (let event = await next(); event; event = await next()) {
+      if (event.data) seen.push(JSON.parse(event.data).data?.deliveryUpdated?.id);
+    }
+    expect(seen).not.toContain(after);
+  });
+
   it("with read 'none': refused with FORBIDDEN", async () => {
     const next = sseReader(await subscribe({ channel: 'EMAIL' }, tokens['no-reader']));
     const answer = JSON.parse((await next())!.data);

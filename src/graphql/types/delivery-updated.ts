@@ -24,6 +24,7 @@ async function* visibleUpdates(
   filter: { id?: string; channel?: ChannelName },
   current: DeliveryRow | undefined,
   stop: () => void,
+  reauthenticate: () => Promise<boolean>,
 ): AsyncGenerator<DeliveryRow> {
   try {
     let last = current;
@@ -35,6 +36,8 @@ async function* visibleUpdates(
       const delivery = step.value;
       if (!canRead(delivery, caller) || (filter.channel && delivery.channel !== filter.channel)) continue;
       if (last && isStale(delivery, last)) continue;
+      // A token revoked while its stream is open sees nothing more.
+      if (!(await reauthenticate())) return;
       last = delivery;
       yield delivery;
       if (filter.id !== undefined && finalStatuses.has(delivery.status)) return;
@@ -71,7 +74,7 @@ async function subscribeToDeliveries(
     }
   }
   const stop = () => controller.abort();
-  const inner = visibleUpdates(updates, first, caller, filter, current, stop);
+  const inner = visibleUpdates(updates, first, caller, filter, current, stop, context.reauthenticate);
   const iterator: AsyncIterableIterator<DeliveryRow> = {
     next: () => inner.next(),
     return: async (value?: unknown) => {
