@@ -85,7 +85,7 @@ const envSchema = z
     DISPATCH_CONCURRENCY: int(16, 1),
     DISPATCH_POLL_MS: int(500, 10),
     CLAIM_LEASE_MS: int(60000, 1000),
-    RETRY_MAX_ATTEMPTS: int(8, 1),
+    RETRY_MAX_ATTEMPTS: int(20, 1),
     RETRY_MAX_AGE_SECONDS: int(86400, 1),
     RETRY_BASE_DELAY_MS: int(2000, 1),
     RETRY_MAX_DELAY_MS: int(600000, 1),

@@ -152,6 +152,22 @@ describe('Dispatcher.backoff', () => {
     for (let attempt = 1; attempt < 6; attempt++) expect(at(attempt + 1, 0)).toBe(at(attempt, 1));
   });
 
+  it('with the default settings a delivery is retried for one to two hours of outage', () => {
+    const defaults = loadConfig({ NODE_ENV: 'test' }).dispatch;
+    expect(defaults).toMatchObject({ maxAttempts: 20, maxAgeMs: 86_400_000, baseDelayMs: 2000, maxDelayMs: 600_000 });
+    const h = harness({ RETRY_BASE_DELAY_MS: '2000', RETRY_MAX_DELAY_MS: '600000' });
+    const waits = (random: number) => {
+      const dispatcher = h.dispatcher({ random: () => random });
+      let total = 0;
+      for (let attempt = 1; attempt < defaults.maxAttempts; attempt++) total += dispatcher.backoff(attempt);
+      return total;
+    };
+    // 19 waits: 1–2 s, 2–4 s, … up to the 10-minute ceiling.
+    expect(waits(0)).toBeGreaterThanOrEqual(58 * 60_000);
+    expect(waits(1)).toBeLessThanOrEqual(2 * 3_600_000);
+    expect(waits(1)).toBeLessThanOrEqual(defaults.maxAgeMs);
+  });
+
   it('is jittered: waits for the same attempt differ and stay within [ceiling/2, ceiling]', () => {
     const dispatcher = harness(config).dispatcher();
     const waits = Array.from({ length: 200 }, () => dispatcher.backoff(4));
