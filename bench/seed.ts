@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 
 /**
  * Fills a migrated database with `total` deliveries spread over 30 days before now (10,000 recipients, all three
- * channels, mostly SENT), `pending` of them QUEUED and due now.
+ * channels, mostly SENT), the newest `pending` of them emails QUEUED and due now: the backlog a restart finds, all of it
+ * for the SMTP peer, so that its drain rate compares with nodemailer alone.
  */
 export function seedDeliveries(databasePath: string, total: number, pending: number): void {
   const db = new Database(databasePath);
@@ -15,13 +16,13 @@ export function seedDeliveries(databasePath: string, total: number, pending: num
     insert into deliveries (id, channel, status, provider, recipient, payload, caller_id, attempts, next_attempt_at,
                             created_at, updated_at, sent_at)
     select printf('dlv_%012x%016x', t, i),
-           case i % 3 when 0 then 'DING' when 1 then 'EMAIL' else 'SMS' end,
+           case when i > ${total - pending} then 'EMAIL' else case i % 3 when 0 then 'DING' when 1 then 'EMAIL' else 'SMS' end end,
            case when i > ${total - pending} then 'QUEUED' when i % 50 = 0 then 'FAILED' else 'SENT' end,
-           case i % 3 when 0 then 'dingtalk' when 1 then 'smtp' else 'aliyun' end,
-           case i % 3 when 0 then printf('robot:%012x', i % 500) when 1 then printf('user%d@example.com', i % 10000)
-                else printf('+86138%08d', i % 10000) end,
-           case i % 3 when 1 then json_object('to', json_array(printf('user%d@example.com', i % 10000)), 'cc', json_array(),
-                'bcc', json_array(), 'subject', 'bench', 'text', 'seeded message ' || i) else '{}' end,
+           case when i > ${total - pending} then 'smtp' else case i % 3 when 0 then 'dingtalk' when 1 then 'smtp' else 'aliyun' end end,
+           case when i % 3 = 1 or i > ${total - pending} then printf('user%d@example.com', i % 10000)
+                when i % 3 = 0 then printf('robot:%012x', i % 500) else printf('+86138%08d', i % 10000) end,
+           case when i % 3 = 1 or i > ${total - pending} then json_object('to', json_array(printf('user%d@example.com', i % 10000)),
+                'cc', json_array(), 'bcc', json_array(), 'subject', 'bench', 'text', 'seeded message ' || i) else '{}' end,
            'env:1', case when i > ${total - pending} then 0 else 1 end,
            case when i > ${total - pending} then ${now} else null end,
            t, t, case when i > ${total - pending} then null else t end

@@ -1,5 +1,5 @@
 // The real gateway app with its dispatcher left stopped, so the run measures accepting (validate, authenticate,
-// commit, answer) and nothing else.
+// commit, answer) and nothing else. Logs as the gateway logs (LOG_LEVEL, info by default) to stdout.
 import http from 'node:http';
 import { createApp } from '../../src/app';
 import { createChannels } from '../../src/channels';
@@ -9,12 +9,10 @@ import { createLogger } from '../../src/logger';
 import { loadSecretKey, SecretBox } from '../../src/secrets';
 
 const config = loadConfig(process.env);
-const logger = createLogger({ level: 'silent', pretty: false });
+const logger = createLogger({ level: config.logLevel, pretty: false });
 const store = SqliteStore.open(config.databasePath);
 const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
 const app = createApp({ config, store, channels: createChannels(config, logger), secretBox, logger });
 const server = http.createServer(app.handler);
-server.listen(0, '127.0.0.1', () => {
-  console.log(`ready ${(server.address() as { port: number }).port}`);
-});
+server.listen(config.port, '127.0.0.1');
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
