@@ -35,6 +35,10 @@ const released = await store.releaseClaims(Date.now(), config.dispatch.maxAttemp
 if (released > 0) logger.warn({ released }, 'picked up deliveries caught mid-attempt by the last stop');
 
 const server = http.createServer(app.handler);
+server.on('error', (error: NodeJS.ErrnoException) => {
+  logger.fatal({ code: error.code, host: config.host, port: config.port }, `cannot listen on ${config.host}:${config.port}: ${error.code ?? error.message}`);
+  logger.flush(() => process.exit(1));
+});
 server.listen(config.port, config.host, () => {
   app.start();
   const development = Object.values(channels)
@@ -77,7 +81,8 @@ async function shutdown(signal: string) {
   await closeChannels(channels);
   await store.close();
   logger.info('stopped');
-  logger.flush?.();
+  // Logs are written asynchronously: exit only once the last lines are out.
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
