@@ -3,6 +3,7 @@ import { createServerAdapter } from '@whatwg-node/server';
 import { Authenticator } from './auth';
 import type { Channels } from './channels/channel';
 import type { Config } from './config';
+import type { ChannelName, DeliveryRow } from './db/schema';
 import type { Store } from './db/store';
 import { Dispatcher } from './delivery/dispatcher';
 import { DeliveryEvents } from './delivery/events';
@@ -11,9 +12,8 @@ import { errorCatalog } from './errors';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
-import { useOperationMetrics, useStatsContext } from './operations/graphql-plugins';
+import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
-import { observeInserts } from './operations/observed-store';
 import { carryRequestNote, observeRequests } from './operations/request-log';
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
 import { createLegacyRoutes } from './rest/legacy-routes';
@@ -38,20 +38,11 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   const metrics = new GatewayMetrics({ store, logger });
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config });
   dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
-  // New deliveries reach the metrics and the live subscriptions (as QUEUED) the moment they are recorded.
-  const serviceStore = observeInserts(
-    store,
-    (outcome, row) => {
-      if (outcome.kind === 'created') {
-        metrics.deliveryAccepted(outcome.delivery);
-        events.publish(outcome.delivery);
-      } else if (outcome.kind === 'limited') {
-        metrics.rateLimitRefused(row.channel, outcome.limit.scope ?? 'recipient');
-      }
-    },
-    logger,
-  );
-  const service = new DeliveryService({ store: serviceStore, channels, dispatcher, events, secretBox, config });
+  const observer = {
+    accepted: (delivery: DeliveryRow) => metrics.deliveryAccepted(delivery),
+    rateLimited: (channel: ChannelName, scope: 'recipient' | 'caller') => metrics.rateLimitRefused(channel, scope),
+  };
+  const service = new DeliveryService({ store, channels, dispatcher, events, secretBox, config, observer });
   const authenticator = new Authenticator(store, config.opsTokens);
   const yoga = createGraphQLHandler({
     config,
@@ -59,7 +50,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     events,
     authenticator,
     logger,
-    plugins: [useOperationMetrics(metrics), useStatsContext(store)],
+    plugins: [useOperationMetrics(metrics)],
   });
   const operations = createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
   const legacy = createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes });

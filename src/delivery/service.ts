@@ -3,7 +3,7 @@ import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
 import type { ChannelName, DeliveryRow } from '../db/schema';
-import type { DeliveryFilter, KeysetPage, Store } from '../db/store';
+import type { DeliveryFilter, KeysetPage, StatsQuery, StatsRow, Store } from '../db/store';
 import {
   ForbiddenError,
   IdempotencyConflictError,
@@ -31,7 +31,14 @@ export interface DeliveryServiceDeps {
   events: DeliveryEvents;
   secretBox: SecretBox;
   config: Pick<Config, 'sendWaitMs' | 'sms' | 'rateLimitPerTokenPerMinute'>;
+  /** Told of every delivery recorded and every send refused by a limit (metrics). */
+  observer?: SendObserver;
   now?: () => number;
+}
+
+export interface SendObserver {
+  accepted(delivery: DeliveryRow): void;
+  rateLimited(channel: ChannelName, scope: 'recipient' | 'caller'): void;
 }
 
 /** Delivery ids sort by creation time: 12 hex digits of milliseconds, then randomness. */
@@ -115,7 +122,10 @@ export class DeliveryService {
       },
       sendLimits(this.deps.config, channel),
     );
-    if (outcome.kind === 'limited') throw rateLimitedError(outcome.limit, outcome.retryAfterMs);
+    if (outcome.kind === 'limited') {
+      this.deps.observer?.rateLimited(channel, outcome.limit.scope ?? 'recipient');
+      throw rateLimitedError(outcome.limit, outcome.retryAfterMs);
+    }
     if (outcome.kind === 'existing') {
       const hash = secretBox.digest(`${channel}:${stableJson(prepared.message)}`);
       if (outcome.delivery.requestHash !== hash || outcome.delivery.channel !== channel) {
@@ -123,6 +133,8 @@ export class DeliveryService {
       }
       return outcome.delivery;
     }
+    this.deps.observer?.accepted(outcome.delivery);
+    events.publish(outcome.delivery);
     const wait = (waitInInput ?? options.wait ?? true) !== false && this.deps.config.sendWaitMs > 0 && !this.waitingStopped;
     if (!wait) {
       dispatcher.kick();
@@ -159,6 +171,12 @@ export class DeliveryService {
 
   async listAttempts(deliveryId: string) {
     return this.deps.store.listAttempts(deliveryId);
+  }
+
+  /** Counts for dashboards, over the deliveries this caller may read. */
+  async deliveryStats(query: Omit<StatsQuery, 'callerId'>, caller: Caller): Promise<StatsRow[]> {
+    if (caller.scopes.read === 'none') throw new ForbiddenError('This token may not read deliveries');
+    return this.deps.store.deliveryStats({ ...query, callerId: caller.scopes.read === 'own' ? caller.id : undefined });
   }
 
   /** Stops a delivery that has not been sent yet. */

@@ -1,6 +1,5 @@
 import { getOperationAST, Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
-import { isAsyncIterable, useExtendContext, type Plugin } from 'graphql-yoga';
-import type { StatsQuery, Store } from '../db/store';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import type { GatewayMetrics } from './metrics';
 import { requestNote } from './request-log';
 
@@ -63,17 +62,4 @@ export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
       };
     },
   };
-}
-
-declare module '../graphql/builder' {
-  interface GraphQLContext {
-    /** Set by useStatsContext: what the `deliveryStats` query reads. */
-    stats?: Pick<Store, 'deliveryStats'>;
-  }
-}
-
-/** Gives resolvers the store's aggregate reads, which the delivery service does not carry. */
-export function useStatsContext(store: Pick<Store, 'deliveryStats'>): Plugin<any> {
-  const stats = { deliveryStats: (query: StatsQuery) => store.deliveryStats(query) };
-  return useExtendContext(() => ({ stats }));
 }
