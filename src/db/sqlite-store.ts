@@ -1,4 +1,6 @@
-import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, max, min, or, sql, type SQL } from 'drizzle-orm';
+import type { Statement } from 'better-sqlite3';
+import { and, asc, count, eq, getTableColumns, gte, inArray, isNull, lt, min, or, sql, type Table } from 'drizzle-orm';
+import { toSnakeCase } from 'drizzle-orm/casing';
 import { migrationsCurrent, openDatabase, type Db } from './client';
 import {
   apiTokens,
@@ -30,52 +32,171 @@ const statsSliceMs = 3_600_000;
 
 const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
 
+/** Column key → its name in SQL, as drizzle spells it with `casing: 'snake_case'`. */
+function sqlNames(table: Table): Map<string, string> {
+  return new Map(
+    Object.entries(getTableColumns(table)).map(([key, column]) => [key, column.keyAsName ? toSnakeCase(column.name) : column.name]),
+  );
+}
+
+const deliveryNames = sqlNames(deliveries);
+const attemptNames = sqlNames(deliveryAttempts);
+const tokenNames = sqlNames(apiTokens);
+/** Every column under its TypeScript key, so that raw rows come back as drizzle's row types. */
+const selectList = (names: Map<string, string>) => [...names].map(([key, name]) => `"${name}" as "${key}"`).join(', ');
+const deliveryColumns = selectList(deliveryNames);
+const attemptColumns = selectList(attemptNames);
+const tokenColumns = selectList(tokenNames);
+
+interface PendingWrite {
+  work: () => unknown;
+  resolve: (value: never) => void;
+  reject: (error: unknown) => void;
+}
+
+type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/**
+ * Hot paths run raw statements prepared once (drizzle's builder would build the SQL and prepare it again on every
+ * call); everything else goes through drizzle. Writes that decide what a caller is told are group-committed: see
+ * `write`.
+ */
 export class SqliteStore implements Store {
-  private constructor(readonly db: Db) {}
+  private readonly statements = new Map<string, Statement>();
+  private pendingWrites: PendingWrite[] = [];
+  private flushScheduled = false;
+  private readonly commitBatch: (batch: PendingWrite[]) => WriteResult[];
+
+  private constructor(readonly db: Db) {
+    const client = db.$client;
+    const savepoint = client.transaction((work: () => unknown) => work());
+    const batchTransaction = client.transaction((batch: PendingWrite[]): WriteResult[] =>
+      batch.map((pending): WriteResult => {
+        try {
+          return { ok: true, value: savepoint(pending.work) };
+        } catch (error) {
+          // An error that ended the whole transaction (disk full, I/O error) fails the batch; any other fails one write.
+          if (!client.inTransaction) throw error;
+          return { ok: false, error };
+        }
+      }),
+    );
+    this.commitBatch = (batch) => batchTransaction.immediate(batch);
+  }
 
   static open(databasePath: string): SqliteStore {
     return new SqliteStore(openDatabase(databasePath));
   }
 
+  /**
+   * Group commit: writes asked for in the same turn of the event loop run in one IMMEDIATE transaction, in order, each
+   * in a savepoint of its own (one that fails leaves the others), and every caller hears back only after the COMMIT.
+   * One fsync for the lot instead of one each; a caller is never told of a write that is not durable.
+   */
+  private write<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({ work, resolve: resolve as (value: never) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushWrites());
+      }
+    });
+  }
+
+  private flushWrites(): void {
+    this.flushScheduled = false;
+    const batch = this.pendingWrites;
+    if (batch.length === 0) return;
+    this.pendingWrites = [];
+    let results: WriteResult[];
+    try {
+      results = this.commitBatch(batch);
+    } catch (error) {
+      // Rolled back (or never begun): none of the batch was committed.
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    batch.forEach((pending, index) => {
+      const result = results[index]!;
+      if (result.ok) pending.resolve(result.value as never);
+      else pending.reject(result.error);
+    });
+  }
+
+  private prepared(source: string): Statement {
+    let statement = this.statements.get(source);
+    if (!statement) {
+      statement = this.db.$client.prepare(source);
+      this.statements.set(source, statement);
+    }
+    return statement;
+  }
+
   async insertDelivery(row: NewDeliveryRow, limits: RecipientLimit[] = []): Promise<InsertOutcome> {
-    // better-sqlite3 runs the transaction synchronously, so the checks and the insert are one atomic step.
-    return this.db.transaction((tx): InsertOutcome => {
-      if (row.idempotencyKey != null) {
-        const existing = tx
-          .select()
-          .from(deliveries)
-          .where(and(eq(deliveries.callerId, row.callerId), eq(deliveries.idempotencyKey, row.idempotencyKey)))
-          .get();
-        if (existing) return { kind: 'existing', delivery: existing };
+    // Within the transaction the checks see every write before them, committed or in this batch: exact under load.
+    return this.write(() => this.insertNow(row, limits));
+  }
+
+  private insertNow(row: NewDeliveryRow, limits: RecipientLimit[]): InsertOutcome {
+    if (row.idempotencyKey != null) {
+      const existing = this.prepared(
+        `select ${deliveryColumns} from deliveries where caller_id = ? and idempotency_key = ?`,
+      ).get(row.callerId, row.idempotencyKey) as DeliveryRow | undefined;
+      if (existing) return { kind: 'existing', delivery: existing };
+    }
+    for (const limit of limits) {
+      const since = row.createdAt - limit.windowMs;
+      const window = (
+        limit.scope === 'caller'
+          ? this.prepared('select count(*) as used, min(created_at) as oldest from deliveries where caller_id = ? and created_at > ?').get(
+              row.callerId,
+              since,
+            )
+          : this.prepared(
+              `select count(*) as used, min(created_at) as oldest from deliveries
+               where recipient = ? and channel = ? and created_at > ? and status <> 'CANCELLED'`,
+            ).get(row.recipient, row.channel, since)
+      ) as { used: number; oldest: number | null };
+      if (window.used >= limit.max) {
+        const retryAfterMs = Math.max(1000, (window.oldest ?? row.createdAt) + limit.windowMs - row.createdAt);
+        return { kind: 'limited', retryAfterMs, limit };
       }
-      for (const limit of limits) {
-        const since = row.createdAt - limit.windowMs;
-        const counted =
-          limit.scope === 'caller'
-            ? and(eq(deliveries.callerId, row.callerId), gt(deliveries.createdAt, since))
-            : and(
-                eq(deliveries.recipient, row.recipient),
-                eq(deliveries.channel, row.channel),
-                gt(deliveries.createdAt, since),
-                sql`${deliveries.status} <> 'CANCELLED'`,
-              );
-        const window = tx
-          .select({ used: count(), oldest: min(deliveries.createdAt) })
-          .from(deliveries)
-          .where(counted)
-          .get();
-        if (window && window.used >= limit.max) {
-          const retryAfterMs = Math.max(1000, (window.oldest ?? row.createdAt) + limit.windowMs - row.createdAt);
-          return { kind: 'limited', retryAfterMs, limit };
-        }
-      }
-      const delivery = tx.insert(deliveries).values(row).returning().get();
-      return { kind: 'created', delivery };
-    }, { behavior: 'immediate' });
+    }
+    const values: Record<string, unknown> = {};
+    for (const key of deliveryNames.keys()) values[key] = (row as Record<string, unknown>)[key] ?? (key === 'attempts' ? 0 : null);
+    const delivery = this.prepared(
+      `insert into deliveries (${[...deliveryNames.values()].map((name) => `"${name}"`).join(', ')})
+       values (${[...deliveryNames.keys()].map((key) => `@${key}`).join(', ')}) returning ${deliveryColumns}`,
+    ).get(values) as DeliveryRow;
+    return { kind: 'created', delivery };
+  }
+
+  /** `update deliveries set <patch>` for one delivery, optionally only from some statuses; undefined when no row matched. */
+  private updateDelivery(
+    id: string,
+    patch: Record<string, unknown>,
+    fromStatuses?: readonly DeliveryRow['status'][],
+  ): DeliveryRow | undefined {
+    const keys = Object.keys(patch).filter((key) => patch[key] !== undefined);
+    const assignments = keys.map((key) => {
+      const name = deliveryNames.get(key);
+      if (!name) throw new Error(`not a deliveries column: ${key}`);
+      return `"${name}" = ?`;
+    });
+    const statuses = fromStatuses ? ` and status in (${fromStatuses.map(() => '?').join(', ')})` : '';
+    return this.prepared(`update deliveries set ${assignments.join(', ')} where id = ?${statuses} returning ${deliveryColumns}`).get(
+      ...keys.map((key) => patch[key]),
+      id,
+      ...(fromStatuses ?? []),
+    ) as DeliveryRow | undefined;
   }
 
   async getDelivery(id: string) {
-    return this.db.select().from(deliveries).where(eq(deliveries.id, id)).get();
+    return this.deliveryNow(id);
+  }
+
+  private deliveryNow(id: string): DeliveryRow | undefined {
+    return this.prepared(`select ${deliveryColumns} from deliveries where id = ?`).get(id) as DeliveryRow | undefined;
   }
 
   async getDeliveries(ids: readonly string[]) {
@@ -84,72 +205,58 @@ export class SqliteStore implements Store {
   }
 
   async listDeliveries(filter: DeliveryFilter, page: KeysetPage) {
-    const conditions: (SQL | undefined)[] = [
-      filter.channel && eq(deliveries.channel, filter.channel),
-      filter.status && eq(deliveries.status, filter.status),
-      filter.recipient !== undefined ? eq(deliveries.recipient, filter.recipient) : undefined,
-      filter.callerId !== undefined ? eq(deliveries.callerId, filter.callerId) : undefined,
-      filter.createdAfter !== undefined ? gt(deliveries.createdAt, filter.createdAfter) : undefined,
-      filter.createdBefore !== undefined ? lt(deliveries.createdAt, filter.createdBefore) : undefined,
-      page.after && sql`(${deliveries.createdAt}, ${deliveries.id}) < (${page.after.createdAt}, ${page.after.id})`,
-      page.before && sql`(${deliveries.createdAt}, ${deliveries.id}) > (${page.before.createdAt}, ${page.before.id})`,
-    ];
-    const order = page.inverted
-      ? [asc(deliveries.createdAt), asc(deliveries.id)]
-      : [desc(deliveries.createdAt), desc(deliveries.id)];
-    return this.db
-      .select()
-      .from(deliveries)
-      .where(and(...conditions))
-      .orderBy(...order)
-      .limit(page.limit)
-      .all();
+    // Each combination of filters is its own statement, prepared once: at most 2^8 of them.
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    const where = (condition: string, ...values: unknown[]) => {
+      conditions.push(condition);
+      params.push(...values);
+    };
+    if (filter.channel) where('"channel" = ?', filter.channel);
+    if (filter.status) where('"status" = ?', filter.status);
+    if (filter.recipient !== undefined) where('"recipient" = ?', filter.recipient);
+    if (filter.callerId !== undefined) where('"caller_id" = ?', filter.callerId);
+    if (filter.createdAfter !== undefined) where('"created_at" > ?', filter.createdAfter);
+    if (filter.createdBefore !== undefined) where('"created_at" < ?', filter.createdBefore);
+    if (page.after) where('("created_at", "id") < (?, ?)', page.after.createdAt, page.after.id);
+    if (page.before) where('("created_at", "id") > (?, ?)', page.before.createdAt, page.before.id);
+    const order = page.inverted ? 'asc' : 'desc';
+    const source = `select ${deliveryColumns} from "deliveries"${conditions.length > 0 ? ` where ${conditions.join(' and ')}` : ''} order by "created_at" ${order}, "id" ${order} limit ?`;
+    return this.prepared(source).all(...params, page.limit) as DeliveryRow[];
   }
 
   async listAttempts(deliveryId: string) {
-    return this.db
-      .select()
-      .from(deliveryAttempts)
-      .where(eq(deliveryAttempts.deliveryId, deliveryId))
-      .orderBy(asc(deliveryAttempts.number))
-      .all();
+    return this.prepared(`select ${attemptColumns} from delivery_attempts where delivery_id = ? order by number`).all(deliveryId) as AttemptRow[];
   }
 
   async claimDue(now: number, limit: number, leaseUntil: number) {
-    return this.db.transaction((tx) => {
-      const due = tx
-        .select({ id: deliveries.id })
-        .from(deliveries)
-        .where(and(isPending, lte(deliveries.nextAttemptAt, now)))
-        .orderBy(asc(deliveries.nextAttemptAt))
-        .limit(limit)
-        .all();
+    return this.write(() => {
+      // INDEXED BY: with a large backlog the planner would otherwise read every QUEUED row by status and sort them.
+      const due = this.prepared(
+        `select id from deliveries indexed by deliveries_due_idx
+         where status in ('QUEUED', 'RETRYING') and next_attempt_at <= ? order by next_attempt_at limit ?`,
+      ).all(now, limit) as { id: string }[];
       const stale =
         due.length < limit
-          ? tx
-              .select({ id: deliveries.id })
-              .from(deliveries)
-              .where(and(isSending, lt(deliveries.claimedUntil, now)))
-              .orderBy(asc(deliveries.claimedUntil))
-              .limit(limit - due.length)
-              .all()
+          ? (this.prepared(
+              `select id from deliveries indexed by deliveries_claimed_idx
+               where status = 'SENDING' and claimed_until < ? order by claimed_until limit ?`,
+            ).all(now, limit - due.length) as { id: string }[])
           : [];
-      const ids = [...due, ...stale].map((row) => row.id);
-      if (ids.length === 0) return [];
-      return tx
-        .update(deliveries)
-        .set({ status: 'SENDING', claimedUntil: leaseUntil, updatedAt: now })
-        .where(inArray(deliveries.id, ids))
-        .returning()
-        .all();
-    }, { behavior: 'immediate' });
+      const claim = this.prepared(
+        `update deliveries set status = 'SENDING', claimed_until = ?, updated_at = ? where id = ? returning ${deliveryColumns}`,
+      );
+      const claimed: DeliveryRow[] = [];
+      for (const { id } of [...due, ...stale]) claimed.push(claim.get(leaseUntil, now, id) as DeliveryRow);
+      return claimed;
+    });
   }
 
   async releaseClaims(now: number, maxAttempts = Number.POSITIVE_INFINITY) {
     return this.db.transaction((tx) => {
       const caught = tx.select().from(deliveries).where(isSending).all();
       for (const delivery of caught) {
-        const number = this.nextAttemptNumber(tx, delivery);
+        const number = this.nextAttemptNumber(delivery);
         tx.insert(deliveryAttempts)
           .values({
             deliveryId: delivery.id,
@@ -180,80 +287,58 @@ export class SqliteStore implements Store {
   }
 
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
-    return this.db.transaction((tx) => {
-      const current = tx.select().from(deliveries).where(eq(deliveries.id, deliveryId)).get();
+    return this.write(() => {
+      const current = this.deliveryNow(deliveryId);
       if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
-      const number = Math.max(attempt.number, this.nextAttemptNumber(tx, current));
-      tx.insert(deliveryAttempts)
-        .values({
-          deliveryId,
-          channel: current.channel,
-          recipient: current.recipient,
-          provider: current.provider,
-          ...attempt,
-          number,
-        })
-        .run();
+      const number = Math.max(attempt.number, this.nextAttemptNumber(current));
+      this.prepared(
+        `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
+           provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        deliveryId,
+        number,
+        current.channel,
+        current.recipient,
+        current.provider,
+        attempt.startedAt,
+        attempt.durationMs,
+        attempt.outcome,
+        attempt.providerCode,
+        attempt.providerMessage,
+      );
       const updatedAt = attempt.startedAt + attempt.durationMs;
       // A claim that lapsed (an attempt that outlived its lease) no longer decides the delivery's state.
       const held = claimedUntil === undefined || (current.status === 'SENDING' && current.claimedUntil === claimedUntil);
-      return tx
-        .update(deliveries)
-        .set(held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt })
-        .where(eq(deliveries.id, deliveryId))
-        .returning()
-        .get();
-    }, { behavior: 'immediate' });
+      return this.updateDelivery(
+        deliveryId,
+        held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt },
+      )!;
+    });
   }
 
-  private nextAttemptNumber(tx: Pick<Db, 'select'>, delivery: DeliveryRow): number {
-    const last = tx
-      .select({ number: max(deliveryAttempts.number) })
-      .from(deliveryAttempts)
-      .where(eq(deliveryAttempts.deliveryId, delivery.id))
-      .get();
-    return Math.max(delivery.attempts, last?.number ?? 0) + 1;
+  private nextAttemptNumber(delivery: DeliveryRow): number {
+    const last = this.prepared('select max(number) as number from delivery_attempts where delivery_id = ?').get(delivery.id) as {
+      number: number | null;
+    };
+    return Math.max(delivery.attempts, last.number ?? 0) + 1;
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
-    return this.db
-      .update(deliveries)
-      .set({ ...patch, updatedAt: Date.now() })
-      .where(and(eq(deliveries.id, id), inArray(deliveries.status, [...fromStatuses])))
-      .returning()
-      .get();
+    return this.write(() => this.updateDelivery(id, { ...patch, updatedAt: Date.now() }, fromStatuses));
   }
 
   async attemptTimesSince(channel: DeliveryRow['channel'], recipient: string, since: number) {
-    const rows = this.db
-      .select({ startedAt: deliveryAttempts.startedAt })
-      .from(deliveryAttempts)
-      .where(
-        and(
-          eq(deliveryAttempts.channel, channel),
-          eq(deliveryAttempts.recipient, recipient),
-          gte(deliveryAttempts.startedAt, since),
-        ),
-      )
-      .orderBy(asc(deliveryAttempts.startedAt))
-      .all();
+    const rows = this.prepared(
+      'select started_at as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? order by started_at',
+    ).all(channel, recipient, since) as { startedAt: number }[];
     return rows.map((row) => row.startedAt);
   }
 
   async lastAttemptAt(channel: DeliveryRow['channel'], recipient: string, outcome: AttemptRow['outcome'], since: number) {
-    const row = this.db
-      .select({ startedAt: max(deliveryAttempts.startedAt) })
-      .from(deliveryAttempts)
-      .where(
-        and(
-          eq(deliveryAttempts.channel, channel),
-          eq(deliveryAttempts.recipient, recipient),
-          gte(deliveryAttempts.startedAt, since),
-          eq(deliveryAttempts.outcome, outcome),
-        ),
-      )
-      .get();
-    return row?.startedAt ?? undefined;
+    const row = this.prepared(
+      'select max(started_at) as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? and outcome = ?',
+    ).get(channel, recipient, since, outcome) as { startedAt: number | null };
+    return row.startedAt ?? undefined;
   }
 
   async countByStatus(): Promise<StatusCount[]> {
@@ -323,7 +408,7 @@ export class SqliteStore implements Store {
   }
 
   async findTokenByHash(tokenHash: string) {
-    return this.db.select().from(apiTokens).where(eq(apiTokens.tokenHash, tokenHash)).get();
+    return this.prepared(`select ${tokenColumns} from api_tokens where token_hash = ?`).get(tokenHash) as ApiTokenRow | undefined;
   }
 
   async insertToken(row: ApiTokenRow) {
@@ -361,6 +446,8 @@ export class SqliteStore implements Store {
   }
 
   async close() {
+    // Writes still waiting for their turn are committed (or failed) before the connection goes.
+    if (this.db.$client.open) this.flushWrites();
     if (this.db.$client.open) this.db.$client.close();
   }
 }
