@@ -70,7 +70,11 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     }
     if (url.pathname === '/graphql') {
       if (isGraphiQLPage(request, url)) return yoga.fetch(request, { caller: undefined as never });
-      const bounded = await withBodyLimit(request, config.bodyLimitBytes);
+      // Over node:http a Content-Length frames the body: it cannot be longer, so reading and copying it again to
+      // count its bytes is only needed without one (chunked). app.fetch callers' requests are always counted.
+      const declared = context?.req ? request.headers.get('content-length') : null;
+      const framed = declared !== null && /^\d+$/.test(declared) && Number(declared) <= config.bodyLimitBytes;
+      const bounded = framed ? request : await withBodyLimit(request, config.bodyLimitBytes);
       if (!bounded) {
         const message = `The request body is larger than ${config.bodyLimitBytes} bytes`;
         return json({ errors: [{ message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] }, 413);

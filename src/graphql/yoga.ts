@@ -1,6 +1,5 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import type { Authenticator, Caller } from '../auth';
 import type { Config } from '../config';
@@ -81,8 +80,12 @@ export function createGraphQLHandler(deps: {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // The app refuses a body over BODY_LIMIT_BYTES before yoga sees the request; yoga's own 25 MB limit would only
+    // wrap every body in another stream and Request.
+    maxRequestBodySize: false,
     // GraphiQL's scripts and styles served from the gateway itself, not a CDN: it works on a closed network.
-    renderGraphiQL,
+    // Loaded on the first page view: the module holds ~30 MB of strings that a gateway nobody browses need not carry.
+    renderGraphiQL: (options) => import('@graphql-yoga/render-graphiql').then((module) => module.renderGraphiQL(options)),
     logging: logger.child({ component: 'graphql' }),
     maskedErrors: { isDev: false, maskError: maskUnexpected },
     // No CORS headers at all, so a page of another origin can neither send OPS-Token (a header that needs a
