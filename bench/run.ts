@@ -272,6 +272,7 @@ async function endToEndEmail() {
     '≥ 0.8',
     gatewayRate / aloneRate >= 0.8,
   );
+  console.log(`  end-to-end peak RSS ${rss.toFixed(0)} MB (nodemailer alone ${alone.rss.toFixed(0)} MB)`);
   return { rss, aloneRss: alone.rss, aloneRate };
 }
 
@@ -382,15 +383,22 @@ async function startToReady(databasePath: string, aloneRate: number) {
 // The gateway runs as `npm start` runs it: the esbuild bundle.
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
 bundleServers();
-const rssAccept = await acceptThroughput();
-const e2e = await endToEndEmail();
-record('peak resident memory, accept runs / end-to-end run, MB', `${rssAccept.toFixed(0)} / ${e2e.rss.toFixed(0)}`, `nodemailer alone ${e2e.aloneRss.toFixed(0)}`, '', '< 200 MB', Math.max(rssAccept, e2e.rss) < 200);
-const seeded = freshDatabase('seeded');
-const seedStarted = performance.now();
-seedDeliveries(seeded, rowCount, Math.floor(rowCount / 10));
-console.log(`seeded ${rowCount} deliveries in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
-await deliveriesQueries(seeded);
-await startToReady(seeded, e2e.aloneRate);
+// BENCH_ONLY=accept,e2e,queries,start runs some parts only (while iterating; the table is then partial).
+const only = process.env.BENCH_ONLY?.split(',');
+const runs = (part: string) => !only || only.includes(part);
+const rssAccept = runs('accept') ? await acceptThroughput() : undefined;
+const e2e = runs('e2e') || runs('start') ? await endToEndEmail() : undefined;
+if (rssAccept !== undefined && e2e) {
+  record('peak resident memory, accept runs / end-to-end run, MB', `${rssAccept.toFixed(0)} / ${e2e.rss.toFixed(0)}`, `nodemailer alone ${e2e.aloneRss.toFixed(0)}`, '', '< 200 MB', Math.max(rssAccept, e2e.rss) < 200);
+}
+if (runs('queries') || runs('start')) {
+  const seeded = freshDatabase('seeded');
+  const seedStarted = performance.now();
+  seedDeliveries(seeded, rowCount, Math.floor(rowCount / 10));
+  console.log(`seeded ${rowCount} deliveries in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
+  if (runs('queries')) await deliveriesQueries(seeded);
+  if (runs('start')) await startToReady(seeded, e2e!.aloneRate);
+}
 
 const table = [
   '| measure | gateway | baseline | ratio | target | met |',

@@ -39,7 +39,11 @@ export interface AttemptObserver {
  * and retryable failures are rescheduled with exponential backoff and jitter.
  */
 export class Dispatcher {
+  /** Attempts not finished yet, recording their outcome included (what stop() waits for). */
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Deliveries being sent: what DISPATCH_CONCURRENCY bounds. A slot frees once the send is over, so the next claim
+   * can join the same group commit as the outcome's record instead of waiting for it. */
+  private readonly sending = new Set<string>();
   /** Start times of DingTalk attempts under way per robot, not yet in the attempts table. */
   private readonly robotReservations = new Map<string, number>();
   /** Per robot, the tail of the queue of slot checks: check and reservation must not interleave. */
@@ -88,7 +92,12 @@ export class Dispatcher {
       return;
     }
     this.cycling = true;
-    setImmediate(() => void this.cycle());
+    // A microtask, not the next turn: the claim then joins the writes (an outcome, say) of this turn in one commit.
+    queueMicrotask(() => void this.cycle());
+  }
+
+  private sendOver(deliveryId: string): void {
+    if (this.sending.delete(deliveryId)) this.kick();
   }
 
   /** Stops claiming and waits for the attempts under way, at most `deadlineMs`. True when all finished. */
@@ -109,15 +118,17 @@ export class Dispatcher {
     try {
       do {
         this.again = false;
-        const room = this.deps.config.dispatch.concurrency - this.inFlight.size;
+        const room = this.deps.config.dispatch.concurrency - this.sending.size;
         if (room <= 0 || this.stopping) break;
         const now = this.now();
         const claimed = await this.deps.store.claimDue(now, room, now + this.deps.config.dispatch.claimLeaseMs);
         for (const delivery of claimed) {
+          this.sending.add(delivery.id);
           const attempt = this.attempt(delivery)
             .catch((error: unknown) => this.deps.logger.error({ err: error, deliveryId: delivery.id }, 'attempt failed'))
             .finally(() => {
               this.inFlight.delete(delivery.id);
+              this.sending.delete(delivery.id);
               this.kick();
             });
           this.inFlight.set(delivery.id, attempt);
@@ -193,6 +204,7 @@ export class Dispatcher {
       clearTimeout(timeout);
       clearTimeout(giveUp);
     }
+    this.sendOver(delivery.id);
 
     const finishedAt = this.now();
     const attempt: NewAttempt = {
