@@ -57,6 +57,12 @@ interface PendingWrite {
 type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /**
+ * The dispatcher's own writes (claims, attempt outcomes) commit at most this often while it is busy: under a steady
+ * stream of sends each fsync then covers several of them instead of one each. An idle gateway commits at once.
+ */
+const pacedWindowMs = 2;
+
+/**
  * Hot paths run raw statements prepared once (drizzle's builder would build the SQL and prepare it again on every
  * call); everything else goes through drizzle. Writes that decide what a caller is told are group-committed: see
  * `write`.
@@ -65,6 +71,10 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Statement>();
   private pendingWrites: PendingWrite[] = [];
   private flushScheduled = false;
+  private flushTimer?: NodeJS.Timeout;
+  private pendingPaced = false;
+  private lastPacedFlushAt = Number.NEGATIVE_INFINITY;
+  private committed = 0;
   private readonly commitBatch: (batch: PendingWrite[]) => WriteResult[];
 
   private constructor(readonly db: Db) {
@@ -93,24 +103,37 @@ export class SqliteStore implements Store {
    * in a savepoint of its own (one that fails leaves the others), and every caller hears back only after the COMMIT.
    * One fsync for the lot instead of one each; a caller is never told of a write that is not durable.
    */
-  private write<T>(work: () => T): Promise<T> {
+  private write<T>(work: () => T, options: { paced?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pendingWrites.push({ work, resolve: resolve as (value: never) => void, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushWrites());
+      if (options.paced) this.pendingPaced = true;
+      if (this.flushScheduled) return;
+      // A paced write waits (at most pacedWindowMs) for the next commit unless something else commits sooner.
+      const wait = options.paced ? this.lastPacedFlushAt + pacedWindowMs - performance.now() : 0;
+      if (wait > 0) {
+        this.flushTimer ??= setTimeout(() => this.flushWrites(), wait);
+        return;
       }
+      this.flushScheduled = true;
+      setImmediate(() => this.flushWrites());
     });
   }
 
   private flushWrites(): void {
     this.flushScheduled = false;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     const batch = this.pendingWrites;
     if (batch.length === 0) return;
     this.pendingWrites = [];
+    if (this.pendingPaced) {
+      this.pendingPaced = false;
+      this.lastPacedFlushAt = performance.now();
+    }
     let results: WriteResult[];
     try {
       results = this.commitBatch(batch);
+      this.committed += 1;
     } catch (error) {
       // Rolled back (or never begun): none of the batch was committed.
       for (const pending of batch) pending.reject(error);
@@ -121,6 +144,11 @@ export class SqliteStore implements Store {
       if (result.ok) pending.resolve(result.value as never);
       else pending.reject(result.error);
     });
+  }
+
+  /** Group commits so far (each one transaction, one fsync). */
+  get commits(): number {
+    return this.committed;
   }
 
   private prepared(source: string): Statement {
@@ -249,7 +277,7 @@ export class SqliteStore implements Store {
       const claimed: DeliveryRow[] = [];
       for (const { id } of [...due, ...stale]) claimed.push(claim.get(leaseUntil, now, id) as DeliveryRow);
       return claimed;
-    });
+    }, { paced: true });
   }
 
   async releaseClaims(now: number, maxAttempts = Number.POSITIVE_INFINITY) {
@@ -313,7 +341,7 @@ export class SqliteStore implements Store {
         deliveryId,
         held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt },
       )!;
-    });
+    }, { paced: true });
   }
 
   private nextAttemptNumber(delivery: DeliveryRow): number {
