@@ -60,7 +60,7 @@ type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
  * The dispatcher's own writes (claims, attempt outcomes) commit at most this often while it is busy: under a steady
  * stream of sends each fsync then covers several of them instead of one each. An idle gateway commits at once.
  */
-const pacedWindowMs = 2;
+const pacedWindowMs = 5;
 
 /**
  * Hot paths run raw statements prepared once (drizzle's builder would build the SQL and prepare it again on every
