@@ -86,7 +86,8 @@ export interface StatsRow extends StatusCount {
 
 /**
  * Everything the gateway keeps. Async so that a networked database can implement it without touching the
- * delivery service or the resolvers.
+ * delivery service or the resolvers. A write resolves only once it is durably committed; an implementation may commit
+ * several callers' writes in one transaction (group commit) as long as each stays atomic and fails alone.
  */
 export interface Store {
   /** Records a delivery unless the caller's idempotency key is taken or a recipient limit is reached, atomically. */
