@@ -52,6 +52,8 @@ export class Dispatcher {
   private readonly robotPromised = new Map<string, Map<string, number>>();
   private timer?: NodeJS.Timeout;
   private cycling = false;
+  /** The claim cycle under way (or the last one): stop() lets it hand out what it claimed before waiting. */
+  private cycleDone: Promise<void> = Promise.resolve();
   private again = false;
   private stopping = false;
   private readonly now: () => number;
@@ -93,7 +95,7 @@ export class Dispatcher {
     }
     this.cycling = true;
     // A microtask, not the next turn: the claim then joins the writes (an outcome, say) of this turn in one commit.
-    queueMicrotask(() => void this.cycle());
+    this.cycleDone = Promise.resolve().then(() => this.cycle());
   }
 
   private sendOver(deliveryId: string): void {
@@ -109,7 +111,9 @@ export class Dispatcher {
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), deadlineMs);
     });
-    const finished = await Promise.race([Promise.allSettled([...this.inFlight.values()]).then(() => true), deadline]);
+    // A claim committed while stopping still starts its attempts: they are waited for like the others.
+    const drained = this.cycleDone.then(() => Promise.allSettled([...this.inFlight.values()])).then(() => true);
+    const finished = await Promise.race([drained, deadline]);
     clearTimeout(timer);
     return finished;
   }
