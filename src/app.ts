@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http';
-import v8 from 'node:v8';
 import { createServerAdapter } from '@whatwg-node/server';
 import { Authenticator } from './auth';
 import type { Channels } from './channels/channel';
@@ -29,12 +28,6 @@ export interface AppDeps {
 }
 
 export type App = ReturnType<typeof createApp>;
-
-// Under load the request machinery (yoga, envelop, whatwg-node) promotes garbage into the old generation at ~10 MB/s,
-// and V8 lets a small heap grow up to 4× its live size before collecting it: 220 MB resident in a 10 s burst. Grown
-// by 30% at most between full collections it peaks near 160 MB for the same throughput (V8 reads this flag whenever it
-// sets the next limit, so setting it at run time works; see BENCHMARKS.md).
-v8.setFlagsFromString('--heap-growing-percent=30');
 
 const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8' } });

@@ -1,6 +1,7 @@
 // The real gateway app with its dispatcher left stopped, so the run measures accepting (validate, authenticate,
 // commit, answer) and nothing else. Logs as the gateway logs (LOG_LEVEL, info by default) to stdout.
 import http from 'node:http';
+import v8 from 'node:v8';
 import { createApp } from '../../src/app';
 import { createChannels } from '../../src/channels';
 import { loadConfig } from '../../src/config';
@@ -8,6 +9,8 @@ import { SqliteStore } from '../../src/db/sqlite-store';
 import { createLogger } from '../../src/logger';
 import { loadSecretKey, SecretBox } from '../../src/secrets';
 
+// As src/main.ts sets it.
+v8.setFlagsFromString('--heap-growing-percent=30');
 const config = loadConfig(process.env);
 const logger = createLogger({ level: config.logLevel, pretty: false });
 const store = SqliteStore.open(config.databasePath);

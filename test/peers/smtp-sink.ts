@@ -173,8 +173,11 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
           rcptTo: session.envelope.rcptTo.map((recipient) => recipient.address),
         };
         const user = session.user as string | undefined;
+        // A message still being parsed when stop() ran was never acknowledged: it must not count as received.
+        const runningServer = server;
         simpleParser(stream)
           .then((parsed) => {
+            if (server !== runningServer) return;
             if (rule) {
               answer(rule, callback);
               return;
