@@ -10,7 +10,7 @@ import { createLogger } from '../../src/logger';
 import { loadSecretKey, SecretBox } from '../../src/secrets';
 
 // As src/main.ts sets it.
-v8.setFlagsFromString('--heap-growing-percent=30');
+v8.setFlagsFromString('--heap-growing-percent=60');
 const config = loadConfig(process.env);
 const logger = createLogger({ level: config.logLevel, pretty: false });
 const store = SqliteStore.open(config.databasePath);
