@@ -48,7 +48,8 @@ describe('SMS per mobile number', () => {
     // The same number written another way is the same number.
     const refused = await sms(g, '+86 138 0013 8000', '654321');
     expect(refused).toMatchObject({ __typename: 'RateLimitedError', code: 'RATE_LIMITED' });
-    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(59);
+    // Seconds pass between the two sends on a loaded machine: a few, not the window.
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(55);
     expect(refused.retryAfterSeconds).toBeLessThanOrEqual(60);
     expect(refused.message).toBe(`Too many messages to this number (limit 1 a minute); try again in ${refused.retryAfterSeconds} s`);
     expect(smsRows(g, '+8613800138000')).toBe(1);
@@ -67,7 +68,7 @@ describe('SMS per mobile number', () => {
     expect(refused).toMatchObject({ __typename: 'RateLimitedError' });
     expect(refused.message).toContain('limit 5 an hour');
     // The oldest was sent 50 minutes ago: 10 minutes to wait.
-    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(599);
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(595);
     expect(refused.retryAfterSeconds).toBeLessThanOrEqual(600);
     expect(smsRows(g, mobile)).toBe(5);
   });
