@@ -104,6 +104,7 @@ export class DeliveryService {
     const prepared = prepareByChannel[channel](fields);
     const { store, secretBox, dispatcher, events } = this.deps;
     const now = this.now();
+    const requestHash = key ? secretBox.digest(`${channel}:${stableJson(prepared.message)}`) : null;
     const outcome = await store.insertDelivery(
       {
         id: newDeliveryId(now),
@@ -115,7 +116,7 @@ export class DeliveryService {
         sealedSecrets: prepared.secrets ? secretBox.seal(prepared.secrets) : null,
         callerId: caller.id,
         idempotencyKey: key ?? null,
-        requestHash: key ? secretBox.digest(`${channel}:${stableJson(prepared.message)}`) : null,
+        requestHash,
         nextAttemptAt: now,
         createdAt: now,
         updatedAt: now,
@@ -127,8 +128,7 @@ export class DeliveryService {
       throw rateLimitedError(outcome.limit, outcome.retryAfterMs);
     }
     if (outcome.kind === 'existing') {
-      const hash = secretBox.digest(`${channel}:${stableJson(prepared.message)}`);
-      if (outcome.delivery.requestHash !== hash || outcome.delivery.channel !== channel) {
+      if (outcome.delivery.requestHash !== requestHash || outcome.delivery.channel !== channel) {
         throw new IdempotencyConflictError(key!);
       }
       return outcome.delivery;
@@ -215,7 +215,8 @@ export class DeliveryService {
     return delivery;
   }
 
-  private canRead(delivery: DeliveryRow, caller: Caller): boolean {
+  /** The one read rule: `all` reads every delivery, `own` those it sent, `none` nothing. */
+  canRead(delivery: DeliveryRow, caller: Caller): boolean {
     return caller.scopes.read === 'all' || (caller.scopes.read === 'own' && delivery.callerId === caller.id);
   }
 

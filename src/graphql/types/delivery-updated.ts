@@ -1,12 +1,8 @@
 import { GraphQLError } from 'graphql';
-import type { Caller } from '../../auth';
 import type { ChannelName, DeliveryRow } from '../../db/schema';
 import { finalStatuses } from '../../delivery/events';
 import { builder, type GraphQLContext } from '../builder';
 import { ChannelEnum, DeliveryRef } from './delivery';
-
-const canRead = (delivery: DeliveryRow, caller: Caller) =>
-  caller.scopes.read === 'all' || (caller.scopes.read === 'own' && delivery.callerId === caller.id);
 
 /** An update that arrives after a newer one was already sent (published just before the subscription read). */
 const isStale = (update: DeliveryRow, last: DeliveryRow) =>
@@ -20,7 +16,7 @@ const isStale = (update: DeliveryRow, last: DeliveryRow) =>
 async function* visibleUpdates(
   updates: AsyncGenerator<DeliveryRow>,
   first: Promise<IteratorResult<DeliveryRow>>,
-  caller: Caller,
+  canRead: (delivery: DeliveryRow) => boolean,
   filter: { id?: string; channel?: ChannelName },
   current: DeliveryRow | undefined,
   stop: () => void,
@@ -34,7 +30,7 @@ async function* visibleUpdates(
     }
     for (let step = await first; !step.done; step = await updates.next()) {
       const delivery = step.value;
-      if (!canRead(delivery, caller) || (filter.channel && delivery.channel !== filter.channel)) continue;
+      if (!canRead(delivery) || (filter.channel && delivery.channel !== filter.channel)) continue;
       if (last && isStale(delivery, last)) continue;
       // A token revoked while its stream is open sees nothing more.
       if (!(await reauthenticate())) return;
@@ -74,7 +70,15 @@ async function subscribeToDeliveries(
     }
   }
   const stop = () => controller.abort();
-  const inner = visibleUpdates(updates, first, caller, filter, current, stop, context.reauthenticate);
+  const inner = visibleUpdates(
+    updates,
+    first,
+    (delivery) => context.service.canRead(delivery, caller),
+    filter,
+    current,
+    stop,
+    context.reauthenticate,
+  );
   const iterator: AsyncIterableIterator<DeliveryRow> = {
     next: () => inner.next(),
     return: async (value?: unknown) => {
