@@ -48,6 +48,16 @@ function peakRssOf(pid: number | undefined): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
+function cpuSecondsOf(pid: number | undefined): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 function stopper(child: ChildProcess) {
   return () =>
     new Promise<void>((done) => {
@@ -79,6 +89,10 @@ function startServer(name: string, env: Record<string, string>, ipc = false): Pr
   });
 }
 
+/** The node flags `npm start` gives the gateway (package.json), so that every gateway here runs with them too. */
+const startScript = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+const startFlags = /\bnode ((?:--\S+ )*)dist\/main\.js/.exec(startScript)![1]!.trim().split(' ').filter(Boolean);
+
 /**
  * The gateway (dist/main.js, or the accept-only server): production settings, logs at the default level (info) to a
  * file as a deployment would keep them, listening on a port chosen here; ready once /healthz answers.
@@ -88,7 +102,9 @@ async function startGateway(script: string, env: Record<string, string>): Promis
   const logFile = path.join(work, `${path.basename(script, '.js')}-${port}.log`);
   const log = fs.openSync(logFile, 'w');
   const started = performance.now();
-  const child = spawn(process.execPath, [script], {
+  // BENCH_PROF=<dir> writes a CPU profile of each gateway run there (node --cpu-prof), for finding overheads.
+  const profile = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const child = spawn(process.execPath, [...profile, ...startFlags, script], {
     cwd: root,
     env: { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', log, 'inherit'],
@@ -243,7 +259,7 @@ async function sendAll(port: number, count: number, concurrency = 20) {
 
 async function endToEndEmail() {
   const sinkAlone = await startServer('smtp-counter', {}, true);
-  const alone = await new Promise<{ seconds: number; rss: number }>((resolve, reject) => {
+  const alone = await new Promise<{ seconds: number; cpuSeconds: number; rss: number }>((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(bundles, 'nodemailer-alone.js')], {
       cwd: root,
       env: { ...process.env, SMTP_PORT: String(sinkAlone.port), COUNT: String(emailCount), POOL: '5' },
@@ -260,9 +276,10 @@ async function endToEndEmail() {
     child.once('exit', (code) => {
       clearInterval(timer);
       if (code !== 0) reject(new Error(`nodemailer-alone exited ${code}`));
-      else resolve({ seconds: JSON.parse(output).seconds, rss });
+      else resolve({ ...JSON.parse(output), rss });
     });
   });
+  const sinkAloneCpu = cpuSecondsOf(sinkAlone.child.pid);
   await sinkAlone.stop();
 
   const sink = await startServer('smtp-counter', {}, true);
@@ -271,13 +288,23 @@ async function endToEndEmail() {
     OPS_TOKENS: token,
     SMTP_URL: `smtp://127.0.0.1:${sink.port}`,
     SMTP_POOL_SIZE: '5',
+    ...(process.env.BENCH_GATEWAY_ENV ? JSON.parse(process.env.BENCH_GATEWAY_ENV) : {}),
   });
   const started = performance.now();
+  const clientCpu = process.cpuUsage();
+  const gatewayCpuAtStart = cpuSecondsOf(gateway.child.pid);
   const refused = await sendAll(gateway.port, emailCount);
   const acceptedSeconds = (performance.now() - started) / 1000;
+  const receivedWhenAccepted = await countAt(sink);
   const received = await waitForCount(sink, emailCount, 300_000);
   const gatewaySeconds = (performance.now() - started) / 1000;
   const rss = gateway.peakRssMb();
+  const clientCpuUsed = process.cpuUsage(clientCpu);
+  const cpu = {
+    gateway: cpuSecondsOf(gateway.child.pid) - gatewayCpuAtStart,
+    sink: cpuSecondsOf(sink.child.pid),
+    client: (clientCpuUsed.user + clientCpuUsed.system) / 1e6,
+  };
   await gateway.stop();
   await sink.stop();
   if (refused > 0 || received < emailCount) console.warn(`  end-to-end: ${refused} refused, ${received}/${emailCount} received`);
@@ -286,11 +313,15 @@ async function endToEndEmail() {
   const aloneRate = emailCount / alone.seconds;
   record(
     `${emailCount} emails end to end, mails/s`,
-    `${gatewayRate.toFixed(0)} (all accepted in ${acceptedSeconds.toFixed(1)} s, delivered in ${gatewaySeconds.toFixed(1)} s)`,
+    `${gatewayRate.toFixed(0)} (all accepted in ${acceptedSeconds.toFixed(1)} s, ${receivedWhenAccepted} of them delivered by then; all delivered in ${gatewaySeconds.toFixed(1)} s)`,
     `${aloneRate.toFixed(0)} (nodemailer alone, ${alone.seconds.toFixed(1)} s)`,
     (gatewayRate / aloneRate).toFixed(2),
     '≥ 0.8',
     gatewayRate / aloneRate >= 0.8,
+  );
+  console.log(
+    `  CPU seconds: gateway ${cpu.gateway.toFixed(1)}, SMTP peer ${cpu.sink.toFixed(1)}, API client ${cpu.client.toFixed(1)}; ` +
+      `nodemailer alone ${alone.cpuSeconds.toFixed(1)}, its SMTP peer ${sinkAloneCpu.toFixed(1)}`,
   );
   console.log(`  end-to-end peak RSS ${rss.toFixed(0)} MB (nodemailer alone ${alone.rss.toFixed(0)} MB)`);
   return { rss, aloneRss: alone.rss, aloneRate };

@@ -82,7 +82,7 @@ const envSchema = z
     SEND_WAIT_MS: int(5000),
     SHUTDOWN_TIMEOUT_MS: int(10000),
     PROVIDER_TIMEOUT_MS: int(10000, 1),
-    DISPATCH_CONCURRENCY: int(16, 1),
+    DISPATCH_CONCURRENCY: int(64, 1),
     DISPATCH_POLL_MS: int(500, 10),
     CLAIM_LEASE_MS: int(60000, 1000),
     RETRY_MAX_ATTEMPTS: int(20, 1),

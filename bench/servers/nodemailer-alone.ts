@@ -23,4 +23,5 @@ await Promise.all(
 );
 const seconds = (performance.now() - started) / 1000;
 transport.close();
-console.log(JSON.stringify({ seconds }));
+const cpu = process.cpuUsage();
+console.log(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }));

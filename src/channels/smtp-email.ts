@@ -1,8 +1,11 @@
-import nodemailer, { type NodemailerError, type SMTPPoolOptions } from 'nodemailer';
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { NodemailerError, SMTPPoolOptions } from 'nodemailer';
 import { parseConnectionUrl } from 'nodemailer/lib/shared';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type EmailMessage, type SendContext, type SendResult } from './channel';
 import { mailOptions } from './email-message';
+import type { FromSmtpWorker, SmtpFailure, SmtpSent, SmtpWorkerData, ToSmtpWorker } from './smtp-worker';
 
 export interface SmtpEmailOptions {
   /** smtp://[user:pass@]host[:port][?nodemailer options] or smtps://… */
@@ -46,7 +49,7 @@ const connectionCodes = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 
 // Problems with our own settings or the message itself: sending again cannot help.
 const configurationCodes = new Set(['ECONFIG', 'ENOAUTH', 'EMAXRECIPIENTS', 'EREQUIRETLS', 'EENVELOPE', 'EMESSAGE', 'EOAUTH2']);
 
-const replyLine = (error: NodemailerError) => (error.response ?? error.message).replace(/\s+/g, ' ').trim();
+const replyLine = (error: NodemailerError | SmtpFailure) => (error.response ?? error.message).replace(/\s+/g, ' ').trim();
 
 function kindOfReply(responseCode: number): 'retryable' | 'permanent' {
   return responseCode >= 500 && responseCode < 600 ? 'permanent' : 'retryable';
@@ -61,7 +64,7 @@ function kindOfReply(responseCode: number): 'retryable' | 'permanent' {
  * - no reply (connection refused or dropped, timeout, DNS, TLS): retryable, code = nodemailer's (ESOCKET, …).
  */
 export function classifySmtpError(error: unknown): ChannelError {
-  const failure = (error ?? {}) as NodemailerError;
+  const failure = (error ?? {}) as NodemailerError | SmtpFailure;
   const code = typeof failure.code === 'string' ? failure.code : undefined;
   if (failure.name === 'AbortError' || code === 'EABORT') {
     return new ChannelError('retryable', 'EABORT', 'No answer from the SMTP server in time; the send was abandoned');
@@ -99,7 +102,7 @@ export function classifySmtpError(error: unknown): ChannelError {
 
 /** Partially refused recipients, for the delivery's PARTIALLY_REJECTED note; undefined when all were accepted. */
 export function rejectionNote(
-  info: { accepted?: unknown[]; rejected?: unknown[]; rejectedErrors?: NodemailerError[] },
+  info: { accepted?: unknown[]; rejected?: unknown[]; rejectedErrors?: (NodemailerError | SmtpFailure)[] },
   limit = 2000,
 ): string | undefined {
   const rejected = (info.rejected ?? []).map(String);
@@ -114,39 +117,108 @@ export function rejectionNote(
   return note.length > limit ? `${note.slice(0, limit - 1)}…` : note;
 }
 
-/** Real email: one pooled nodemailer SMTP transport for the whole process. */
+/**
+ * The worker's entry: the bundle's sibling (dist/smtp-worker.js, built with dist/main.js), or from source (tsx,
+ * vitest) smtp-worker.ts loaded through tsx.
+ */
+function spawnSmtpWorker(data: SmtpWorkerData): Worker {
+  const bundled = new URL('./smtp-worker.js', import.meta.url);
+  const entry = fs.existsSync(bundled) ? bundled : new URL('./smtp-worker-source.mjs', import.meta.url);
+  // Its garbage is short-lived (one message at a time per connection): a small young generation keeps the thread's
+  // memory down (peak RSS of the 10,000-mail bench 188–191 MB instead of 212–224) at no measurable cost in throughput.
+  return new Worker(entry, { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+}
+
+interface PendingSend {
+  resolve: (info: SmtpSent) => void;
+  reject: (error: SmtpFailure) => void;
+}
+
+/**
+ * Real email: one pooled nodemailer SMTP transport for the whole process, on a thread of its own (smtp-worker.ts):
+ * composing MIME and talking SMTP cost as much CPU as everything else a send takes, and there they run beside the
+ * event loop instead of on it. The worker starts with the first send; should it die, the sends it had fail as
+ * retryable and the next send starts a new one.
+ */
 export class SmtpEmailChannel implements Channel<'EMAIL'> {
   readonly channel = 'EMAIL';
   readonly provider = 'smtp';
   readonly development = false;
-  private readonly transport;
+  private worker?: Worker;
+  private readonly pending = new Map<number, PendingSend>();
+  private nextId = 0;
 
   constructor(
     private readonly options: SmtpEmailOptions,
     private readonly logger: Logger,
   ) {
-    this.transport = nodemailer.createTransport(smtpTransportOptions(options));
     this.logger.info({ smtp: redactSmtpUrl(options.url), poolSize: options.poolSize }, 'email goes out over SMTP');
-    // Connection-level trouble outside any send; a send's own failure reaches its caller instead.
-    this.transport.on('error', (error: NodemailerError) => {
-      this.logger.warn({ code: error.code, responseCode: error.responseCode }, `SMTP transport error: ${error.message}`);
+  }
+
+  private started(): Worker {
+    if (this.worker) return this.worker;
+    const worker = spawnSmtpWorker({ transport: smtpTransportOptions(this.options) });
+    worker.on('message', (message: FromSmtpWorker) => {
+      if (message.type === 'sent' || message.type === 'failed') {
+        const pending = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        if (this.pending.size === 0) worker.unref();
+        if (message.type === 'sent') pending?.resolve(message.info);
+        else pending?.reject(message.error);
+      } else if (message.type === 'transport-error') {
+        // Connection-level trouble outside any send; a send's own failure reaches its caller instead.
+        const { error } = message;
+        this.logger.warn({ code: error.code, responseCode: error.responseCode }, `SMTP transport error: ${error.message}`);
+      }
     });
+    const ended = (reason: string) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      for (const pending of this.pending.values()) pending.reject({ code: 'ECONNECTION', message: `SMTP worker stopped: ${reason}` });
+      this.pending.clear();
+    };
+    worker.on('error', (error) => {
+      this.logger.error({ err: error }, 'SMTP worker failed');
+      ended(error.message);
+    });
+    worker.on('exit', (code) => ended(`exit code ${code}`));
+    this.worker = worker;
+    return worker;
   }
 
   async send(message: EmailMessage, context: SendContext): Promise<SendResult> {
+    const worker = this.started();
+    const id = (this.nextId += 1);
+    const post = (request: ToSmtpWorker) => worker.postMessage(request);
+    const abort = () => post({ type: 'abort', id });
     let info;
     try {
-      info = await this.transport.sendMail({
-        ...mailOptions(message, this.options.from, context.deliveryId),
-        signal: context.signal,
+      info = await new Promise<SmtpSent>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        // Held while sends are out, so that a process with nothing else to do still waits for their answers.
+        worker.ref();
+        post({ type: 'send', id, mail: mailOptions(message, this.options.from, context.deliveryId) });
+        if (context.signal.aborted) abort();
+        else context.signal.addEventListener('abort', abort, { once: true });
       });
     } catch (error) {
       throw classifySmtpError(error);
+    } finally {
+      context.signal.removeEventListener('abort', abort);
     }
     return { providerMessageId: info.messageId, note: rejectionNote(info) };
   }
 
   async close(): Promise<void> {
-    this.transport.close();
+    const worker = this.worker;
+    if (!worker) return;
+    const closed = new Promise<void>((resolve) => {
+      worker.on('message', (message: FromSmtpWorker) => message.type === 'closed' && resolve());
+      worker.once('exit', () => resolve());
+    });
+    worker.postMessage({ type: 'close' } satisfies ToSmtpWorker);
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    // Its exit fails whatever was still out (nothing, after a graceful stop) as retryable.
+    await worker.terminate();
   }
 }

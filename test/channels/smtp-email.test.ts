@@ -261,6 +261,22 @@ describe('SMTP server unreachable or refusing connections', () => {
     await eventually(() => sink.openConnections === 1);
   });
 
+  it('the SMTP thread dies in the middle of a send: RETRYING, then SENT exactly once by a new thread', async () => {
+    const gateway = await gatewayFor();
+    sink.fail({ stage: 'data', stall: true, times: 1 });
+    const sent = await send(gateway, { to: ['ops@example.com'], subject: '线程', content: 'x', wait: false });
+    await eventually(async () => (await gateway.store.getDelivery(sent.id))?.status === 'SENDING');
+    await eventually(() => sink.openConnections === 1);
+    // The pool's thread (smtp-worker.ts) goes away as a crash would take it.
+    const worker = (gateway.channels.EMAIL as unknown as { worker: import('node:worker_threads').Worker }).worker;
+    await worker.terminate();
+    const done = await deliveryWhen(gateway, sent.id, (d) => d.status === 'SENT');
+    expect(done.attemptLog[0]).toMatchObject({ outcome: 'RETRYABLE', providerCode: 'ECONNECTION' });
+    expect(done.attemptLog[0].providerMessage).toContain('SMTP worker stopped');
+    expect(done.attemptLog.at(-1)).toMatchObject({ outcome: 'SENT' });
+    expect(sink.messagesFor(sent.id)).toHaveLength(1);
+  });
+
   it('greeting 554: FAILED at once', async () => {
     const gateway = await gatewayFor();
     sink.fail({ stage: 'connect', code: 554, message: 'No SMTP service here' });

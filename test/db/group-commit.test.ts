@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { NewDeliveryRow } from '../../src/db/schema';
 import { SqliteStore } from '../../src/db/sqlite-store';
 import type { RecipientLimit } from '../../src/db/store';
@@ -13,6 +13,7 @@ import type { RecipientLimit } from '../../src/db/store';
  */
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
@@ -159,5 +160,76 @@ describe('group commit', () => {
     expect(status()).toEqual({ status: 'SENT', attempts: 1 });
     await other;
     expect(store.commits - before).toBe(1);
+  });
+});
+
+describe('durability: the WAL is fsynced off the event loop before anyone hears of a commit', () => {
+  const turns = async (count: number) => {
+    for (let i = 0; i < count; i += 1) await new Promise((resolve) => setImmediate(resolve));
+  };
+  /** fs.fsync held in our hand: each call waits until the test lets it finish. */
+  function holdFsyncs() {
+    const held: { fd: number; finish: (error?: Error) => void }[] = [];
+    vi.spyOn(fs, 'fsync').mockImplementation(((fd: number, callback: (error: Error | null) => void) => {
+      held.push({ fd, finish: (error) => callback(error ?? null) });
+    }) as typeof fs.fsync);
+    return held;
+  }
+
+  it('COMMIT does not fsync (synchronous = NORMAL); the caller is answered only once the WAL file itself is fsynced', async () => {
+    const { store, file, committedIds } = openStore();
+    expect(store.db.$client.pragma('synchronous', { simple: true })).toBe(1);
+    const held = holdFsyncs();
+    const candidate = row();
+    let answered = false;
+    const answer = store.insertDelivery(candidate).then((outcome) => {
+      answered = true;
+      return outcome;
+    });
+    await turns(5);
+    // Committed (another connection sees it), but not yet on disk: nobody has been told.
+    expect(committedIds()).toEqual([candidate.id]);
+    expect(answered).toBe(false);
+    expect(held).toHaveLength(1);
+    expect(fs.fstatSync(held[0]!.fd).ino).toBe(fs.statSync(`${file}-wal`).ino);
+    held[0]!.finish();
+    await expect(answer).resolves.toMatchObject({ kind: 'created', delivery: { id: candidate.id } });
+  });
+
+  it('commits made while an fsync is under way wait for the next one, which covers them all', async () => {
+    const { store } = openStore();
+    const held = holdFsyncs();
+    const syncsBefore = store.syncs;
+    const first = store.insertDelivery(row());
+    await turns(2);
+    expect(held).toHaveLength(1);
+    const later = [];
+    for (let i = 0; i < 3; i += 1) {
+      later.push(store.insertDelivery(row()));
+      await turns(2);
+    }
+    // Three more commits, still one fsync at a time.
+    expect(held).toHaveLength(1);
+    let laterAnswered = false;
+    void Promise.all(later).then(() => (laterAnswered = true));
+    held[0]!.finish();
+    await expect(first).resolves.toMatchObject({ kind: 'created' });
+    await turns(2);
+    expect(laterAnswered).toBe(false);
+    expect(held).toHaveLength(2);
+    held[1]!.finish();
+    await Promise.all(later);
+    expect(store.syncs - syncsBefore).toBe(2);
+  });
+
+  it('a failed fsync fails every caller it covered: none is told its write is safe', async () => {
+    const { store } = openStore();
+    const held = holdFsyncs();
+    const answers = [row(), row()].map((candidate) => store.insertDelivery(candidate));
+    await turns(3);
+    held[0]!.finish(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    const settled = await Promise.allSettled(answers);
+    expect(settled.map((result) => result.status)).toEqual(['rejected', 'rejected']);
+    expect(String((settled[0] as PromiseRejectedResult).reason)).toMatch(/EIO/);
   });
 });
