@@ -186,7 +186,7 @@ export class SqliteStore implements Store {
       let failure: Error | undefined;
       try {
         // SQLite keeps the WAL file (same inode) while this connection is open, so one descriptor serves throughout.
-        this.walFd ??= fs.openSync(this.walPath!, 'r');
+        this.walFd ??= this.openWal();
         await new Promise<void>((resolve, reject) => fs.fsync(this.walFd!, (error) => (error ? reject(error) : resolve())));
         this.synced += 1;
       } catch (error) {
@@ -199,6 +199,18 @@ export class SqliteStore implements Store {
       }
     }
     this.syncing = undefined;
+  }
+
+  private openWal(): number {
+    const fd = fs.openSync(this.walPath!, 'r');
+    // The file's entry in its folder must be on disk too, or a power cut could lose the whole WAL: once, up front.
+    const folder = fs.openSync(path.dirname(this.walPath!), 'r');
+    try {
+      fs.fsyncSync(folder);
+    } finally {
+      fs.closeSync(folder);
+    }
+    return fd;
   }
 
   /** Group commits so far (each one transaction). */
