@@ -288,7 +288,6 @@ async function endToEndEmail() {
     OPS_TOKENS: token,
     SMTP_URL: `smtp://127.0.0.1:${sink.port}`,
     SMTP_POOL_SIZE: '5',
-    ...(process.env.BENCH_GATEWAY_ENV ? JSON.parse(process.env.BENCH_GATEWAY_ENV) : {}),
   });
   const started = performance.now();
   const clientCpu = process.cpuUsage();
@@ -334,7 +333,6 @@ function percentile(values: number[], p: number) {
 
 async function deliveriesQueries(databasePath: string) {
   const server = await startGateway(path.join(bundles, 'gateway-accept.js'), { DATABASE_URL: `file:${databasePath}`, OPS_TOKENS: token });
-  const ask = (query: string, variables: Record<string, unknown> = {}) => postGraphql(server.port, query, variables);
 
   const page = `query($first: Int, $after: String, $channel: Channel, $status: DeliveryStatus, $recipient: String,
       $createdAfter: DateTime, $createdBefore: DateTime) {
@@ -364,17 +362,23 @@ async function deliveriesQueries(databasePath: string) {
     ['createdBefore', { createdBefore: new Date(Date.now() - 20 * day).toISOString() }],
     ['deep page by cursor', { after: deepCursor }],
   ];
-  for (const [name, filter] of cases) {
-    const variables = { first: 20, ...filter };
-    const first = await ask(page, variables);
-    if (first.errors || first.data.deliveries.edges.length === 0) throw new Error(`${name}: ${JSON.stringify(first).slice(0, 300)}`);
-    for (let i = 0; i < 50; i += 1) await ask(page, variables);
-    const times: number[] = [];
-    for (let i = 0; i < 500; i += 1) {
-      const t = performance.now();
-      await ask(page, variables);
-      times.push(performance.now() - t);
-    }
+  const measured = await new Promise<{ name: string; times: number[] }[]>((resolve, reject) => {
+    const client = spawn(process.execPath, [path.join(bundles, 'query-client.js')], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: String(server.port),
+        TOKEN: token,
+        QUERY: page,
+        CASES: JSON.stringify(cases.map(([name, filter]) => ({ name, variables: { first: 20, ...filter } }))),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    client.stdout!.on('data', (chunk) => (output += chunk));
+    client.once('exit', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`query-client exited ${code}`))));
+  });
+  for (const { name, times } of measured) {
     const p99 = percentile(times, 99);
     record(
       `deliveries(first: 20), ${name}, ${rowCount.toLocaleString('en')} rows: p50 / p99 ms`,

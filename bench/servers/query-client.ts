@@ -1,0 +1,55 @@
+// The client of the `deliveries` latency runs, in a process of its own: a fresh, small heap, so that its own garbage
+// collections (the harness seeds a million rows and holds every result) do not show up as the gateway's tail.
+import http from 'node:http';
+
+interface Case {
+  name: string;
+  variables: Record<string, unknown>;
+}
+
+const port = Number(process.env.PORT);
+const token = process.env.TOKEN!;
+const query = process.env.QUERY!;
+const cases = JSON.parse(process.env.CASES!) as Case[];
+const warmup = Number(process.env.WARMUP ?? 50);
+const requests = Number(process.env.REQUESTS ?? 500);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function ask(body: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/graphql',
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'ops-token': token },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+const results: { name: string; times: number[] }[] = [];
+for (const { name, variables } of cases) {
+  const body = JSON.stringify({ query, variables });
+  const first = JSON.parse(await ask(body)) as { errors?: unknown; data?: { deliveries: { edges: unknown[] } } };
+  if (first.errors || !first.data?.deliveries.edges.length) throw new Error(`${name}: ${JSON.stringify(first).slice(0, 300)}`);
+  for (let i = 0; i < warmup; i += 1) await ask(body);
+  const times = new Float64Array(requests);
+  for (let i = 0; i < requests; i += 1) {
+    const started = performance.now();
+    await ask(body);
+    times[i] = performance.now() - started;
+  }
+  results.push({ name, times: [...times] });
+}
+agent.destroy();
+console.log(JSON.stringify(results));
