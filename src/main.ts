@@ -76,7 +76,7 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info({ signal }, 'stopping: no new requests, finishing attempts under way');
+  logger.info({ signal, commits: store.commits, syncs: store.syncs }, 'stopping: no new requests, finishing attempts under way');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   app.service.stopWaiting();

@@ -42,8 +42,19 @@ export interface SendObserver {
 }
 
 /** Delivery ids sort by creation time: 12 hex digits of milliseconds, then randomness. */
+// crypto.randomBytes per id is one getrandom call each (3% of an accepted request, measured): the random part comes
+// from a buffer refilled 512 ids at a time instead, just as random.
+const idEntropy = Buffer.alloc(8 * 512);
+let idEntropyUsed = idEntropy.length;
+
 export function newDeliveryId(now: number): string {
-  return `dlv_${now.toString(16).padStart(12, '0')}${crypto.randomBytes(8).toString('hex')}`;
+  if (idEntropyUsed === idEntropy.length) {
+    crypto.randomFillSync(idEntropy);
+    idEntropyUsed = 0;
+  }
+  const random = idEntropy.toString('hex', idEntropyUsed, idEntropyUsed + 8);
+  idEntropyUsed += 8;
+  return `dlv_${now.toString(16).padStart(12, '0')}${random}`;
 }
 
 function stableJson(value: unknown): string {

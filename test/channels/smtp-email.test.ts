@@ -84,6 +84,7 @@ describe('email over SMTP, through the gateway, as a real SMTP server receives i
     expect(parsed.text?.trimEnd()).toBe(body);
     expect(parsed.html).toBe('<p>服务器 <b>db-01</b> 磁盘使用率 97%</p>');
     expect(parsed.messageId).toBe(sent.providerMessageId);
+    expect(parsed.messageId).toBe(`<${sent.id}@gateway.test>`);
 
     // The body is the recipients' business, not the log's.
     expect(JSON.stringify(gateway.logs)).not.toContain('unique-body-marker-7f3a');
@@ -131,6 +132,7 @@ describe('email over SMTP, through the gateway, as a real SMTP server receives i
     expect(outcomes.at(-1)).toBe('SENT');
     expect(done.attemptLog[0]).toMatchObject({ providerCode: expectedCode });
     expect(sink.messagesFor(sent.id)).toHaveLength(1);
+    expect(done.providerMessageId).toBe(`<${sent.id}@gateway.test>`);
   });
 
   it.each<[string, SmtpSinkFailure, string]>([
