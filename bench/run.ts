@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { openDatabase } from '../src/db/client';
+import { postGraphqlRaw } from './graphql-post';
 import { seedDeliveries } from './seed';
 import { freePort } from '../test/support/free-port';
 
@@ -122,39 +123,9 @@ async function startGateway(script: string, env: Record<string, string>): Promis
   return { child, port, started, peakRssMb: () => peakRssOf(child.pid), stop: stopper(child) };
 }
 
-/**
- * The API client for the end-to-end and query runs: node:http on kept-alive connections. It runs on the same two cores
- * as the gateway, so it should cost little and add no tail of its own (fetch added ~0.4 ms at p50 and several ms at
- * p99 to every query, measured: its own allocations and GC, not the gateway's).
- */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-function postGraphql(port: number, query: string, variables: Record<string, unknown>): Promise<{ data?: any; errors?: unknown[] }> {
-  const body = JSON.stringify({ query, variables });
-  return new Promise((resolve, reject) => {
-    const request = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/graphql',
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'ops-token': token },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => {
-          try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-          } catch (error) {
-            reject(error);
-          }
-        });
-      },
-    );
-    request.on('error', reject);
-    request.end(body);
-  });
+async function postGraphql(port: number, query: string, variables: Record<string, unknown>): Promise<{ data?: any; errors?: unknown[] }> {
+  return JSON.parse(await postGraphqlRaw(agent, port, token, JSON.stringify({ query, variables })));
 }
 
 function freshDatabase(name: string): string {

@@ -1,6 +1,7 @@
 // The client of the `deliveries` latency runs, in a process of its own: a fresh, small heap, so that its own garbage
 // collections (the harness seeds a million rows and holds every result) do not show up as the gateway's tail.
 import http from 'node:http';
+import { postGraphqlRaw } from '../graphql-post';
 
 interface Case {
   name: string;
@@ -15,27 +16,7 @@ const warmupSeconds = Number(process.env.WARMUP_SECONDS ?? 5);
 const requests = Number(process.env.REQUESTS ?? 2000);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function ask(body: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const request = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/graphql',
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'ops-token': token },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-      },
-    );
-    request.on('error', reject);
-    request.end(body);
-  });
-}
+const ask = (body: string) => postGraphqlRaw(agent, port, token, body);
 
 // Measured after warm-up traffic over every case for WARMUP_SECONDS: a fresh process spends its first seconds
 // optimising code and growing its heap, and whichever case came first would carry that (measured: p99 4–5 ms for the
