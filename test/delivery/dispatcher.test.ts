@@ -283,6 +283,8 @@ describe('retries', () => {
     dispatcher.start();
     const [row] = await settled(h.store, [delivery.id]);
     expect(row).toMatchObject({ status: 'FAILED', attempts: 4, nextAttemptAt: null, lastErrorCode: '421', lastErrorMessage: '421 Service not available' });
+    // Observers hear of an attempt once its record is on disk, a moment after other readers can see it.
+    await eventually(() => seen.length === 4);
     expect(seen.map((update) => update.status)).toEqual(['RETRYING', 'RETRYING', 'RETRYING', 'FAILED']);
     const log = await h.store.listAttempts(delivery.id);
     expect(log).toHaveLength(4);

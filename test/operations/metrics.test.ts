@@ -87,6 +87,8 @@ describe('/metrics scraped over HTTP after real sends', () => {
     const doomed = await gateway.graphql(sendDing, { input: { ...robot, content: 'doomed' } });
     expect(doomed.body.data.sendDing).toMatchObject({ status: 'FAILED' });
     await eventually(async () => (await gateway.store.getDelivery(flaky.body.data.sendDing.id))?.status === 'SENT');
+    // Metrics count an attempt once its record is on disk, a moment after other readers can see it.
+    await eventually(() => gateway.app.dispatcher.inFlightCount === 0);
     expect((await gateway.fetch('/no/such/route/123')).status).toBe(404);
     metrics = await scrape(base);
   });
