@@ -450,5 +450,5 @@ if (process.argv.includes('--write')) {
   const updated = text.replace(/<!-- table -->[\s\S]*<!-- \/table -->/, `<!-- table -->\n${header}\n\n${table}\n<!-- /table -->`);
   fs.writeFileSync(file, updated);
 }
-if (!process.env.BENCH_KEEP) fs.rmSync(work, { recursive: true, force: true });
+fs.rmSync(work, { recursive: true, force: true });
 process.exit(0);

@@ -3,7 +3,7 @@ import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
 import { createProviderHttp, type ProviderHttp } from './provider-http';
-import { redact, templateValues, transportFailure, unexpectedAnswer } from './sms-template';
+import { redact, requestJson, templateValues, unexpectedAnswer } from './sms-template';
 
 /** RFC 3986 percent-encoding of UTF-8 bytes, as Aliyun's RPC signature wants it: only A–Z a–z 0–9 - _ . ~ stay. */
 export function percentEncode(value: string): string {
@@ -161,35 +161,26 @@ export class AliyunSmsChannel implements Channel<'SMS'> {
     for (let round = 1; ; round += 1) {
       const params = { ...business, SignatureNonce: crypto.randomUUID(), Timestamp: aliyunTimestamp(this.now()) };
       const body = `${canonicalizedQuery(params)}&Signature=${percentEncode(signAliyunRpc('POST', params, this.options.accessKeySecret))}`;
-      let response;
-      try {
-        response = await this.http.client.post(this.url, {
+      const { statusCode, answer } = await requestJson<AliyunAnswer>('Aliyun SMS', () =>
+        this.http.client.post(this.url, {
           body,
           headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', accept: 'application/json' },
           signal: context.signal,
-        });
-      } catch (error) {
-        throw transportFailure(error, 'Aliyun SMS');
-      }
-      let answer: AliyunAnswer;
-      try {
-        answer = JSON.parse(response.body) as AliyunAnswer;
-      } catch {
-        throw unexpectedAnswer('Aliyun SMS', response.statusCode);
-      }
-      if (typeof answer?.Code !== 'string') throw unexpectedAnswer('Aliyun SMS', response.statusCode);
+        }),
+      );
+      if (typeof answer?.Code !== 'string') throw unexpectedAnswer('Aliyun SMS', statusCode);
       const code = answer.Code;
       const requestId = typeof answer.RequestId === 'string' ? answer.RequestId : undefined;
       this.options.logger?.debug(
-        { deliveryId: context.deliveryId, mobile: maskMobile(message.mobile), code, requestId, status: response.statusCode },
+        { deliveryId: context.deliveryId, mobile: maskMobile(message.mobile), code, requestId, status: statusCode },
         'Aliyun SendSms answered',
       );
-      if (code === 'OK' && response.statusCode < 300) {
+      if (code === 'OK' && statusCode < 300) {
         return { providerMessageId: typeof answer.BizId === 'string' ? answer.BizId : undefined };
       }
       if (resignOnce.has(code) && round === 1) continue;
       const text = redact(typeof answer.Message === 'string' ? answer.Message : code, secrets);
-      const { kind, retryAfterMs } = classifyAliyunError(code, text, response.statusCode);
+      const { kind, retryAfterMs } = classifyAliyunError(code, text, statusCode);
       throw new ChannelError(kind, code, text, retryAfterMs);
     }
   }

@@ -83,3 +83,24 @@ export function unexpectedAnswer(provider: string, statusCode: number): ChannelE
   const kind = statusCode >= 500 || statusCode === 429 ? 'retryable' : 'permanent';
   return new ChannelError(kind, `HTTP_${statusCode}`, `${provider} answered HTTP ${statusCode} without its JSON body`);
 }
+
+/**
+ * Makes the request and reads the vendor's JSON answer: no answer becomes `transportFailure`, an answer that is not
+ * JSON `unexpectedAnswer`.
+ */
+export async function requestJson<T>(
+  provider: string,
+  request: () => Promise<{ statusCode: number; body: string }>,
+): Promise<{ statusCode: number; answer: T }> {
+  let response;
+  try {
+    response = await request();
+  } catch (error) {
+    throw transportFailure(error, provider);
+  }
+  try {
+    return { statusCode: response.statusCode, answer: JSON.parse(response.body) as T };
+  } catch {
+    throw unexpectedAnswer(provider, response.statusCode);
+  }
+}

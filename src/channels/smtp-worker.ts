@@ -34,7 +34,7 @@ export type FromSmtpWorker =
   | { type: 'transport-error'; error: SmtpFailure }
   | { type: 'closed' };
 
-export function plainFailure(error: unknown): SmtpFailure {
+function plainFailure(error: unknown): SmtpFailure {
   const failure = (error ?? {}) as NodemailerError & { recipient?: string };
   return {
     name: failure.name,

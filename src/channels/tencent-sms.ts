@@ -3,7 +3,7 @@ import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
 import { createProviderHttp, type ProviderHttp } from './provider-http';
-import { positionalTemplateValues, redact, transportFailure, unexpectedAnswer } from './sms-template';
+import { positionalTemplateValues, redact, requestJson, unexpectedAnswer } from './sms-template';
 
 const sha256Hex = (value: string | Buffer) => crypto.createHash('sha256').update(value).digest('hex');
 const hmac = (key: string | Buffer, value: string) => crypto.createHmac('sha256', key).update(value, 'utf8').digest();
@@ -172,9 +172,8 @@ export class TencentSmsChannel implements Channel<'SMS'> {
         timestamp,
         payload,
       });
-      let response;
-      try {
-        response = await this.http.client.post(this.url, {
+      const { statusCode, answer } = await requestJson<TencentAnswer>('Tencent SMS', () =>
+        this.http.client.post(this.url, {
           body: payload,
           headers: {
             authorization,
@@ -186,33 +185,25 @@ export class TencentSmsChannel implements Channel<'SMS'> {
             'x-tc-region': this.options.region,
           },
           signal: context.signal,
-        });
-      } catch (error) {
-        throw transportFailure(error, 'Tencent SMS');
-      }
-      let answer: TencentAnswer;
-      try {
-        answer = JSON.parse(response.body) as TencentAnswer;
-      } catch {
-        throw unexpectedAnswer('Tencent SMS', response.statusCode);
-      }
+        }),
+      );
       const result = answer?.Response;
-      if (!result || typeof result !== 'object') throw unexpectedAnswer('Tencent SMS', response.statusCode);
+      if (!result || typeof result !== 'object') throw unexpectedAnswer('Tencent SMS', statusCode);
       // Request-level failure, or the status of our one number.
       const status = result.Error ?? result.SendStatusSet?.[0];
-      if (!status || typeof status.Code !== 'string') throw unexpectedAnswer('Tencent SMS', response.statusCode);
+      if (!status || typeof status.Code !== 'string') throw unexpectedAnswer('Tencent SMS', statusCode);
       const code = status.Code;
       this.options.logger?.debug(
-        { deliveryId: context.deliveryId, mobile: maskMobile(message.mobile), code, requestId: result.RequestId, status: response.statusCode },
+        { deliveryId: context.deliveryId, mobile: maskMobile(message.mobile), code, requestId: result.RequestId, status: statusCode },
         'Tencent SendSms answered',
       );
-      if (!result.Error && code === 'Ok' && response.statusCode < 300) {
+      if (!result.Error && code === 'Ok' && statusCode < 300) {
         const serialNo = result.SendStatusSet?.[0]?.SerialNo;
         return { providerMessageId: typeof serialNo === 'string' ? serialNo : undefined };
       }
       if (code === 'AuthFailure.SignatureExpire' && round === 1) continue;
       const text = redact(typeof status.Message === 'string' ? status.Message : code, secrets);
-      const { kind, retryAfterMs } = classifyTencentError(code, response.statusCode);
+      const { kind, retryAfterMs } = classifyTencentError(code, statusCode);
       throw new ChannelError(kind, code, text, retryAfterMs);
     }
   }

@@ -39,30 +39,21 @@ export class GatewayMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
 
-    this.accepted = new Counter({
-      name: 'notify_gateway_deliveries_accepted_total',
-      help: 'Deliveries recorded for sending (idempotent replays and refused requests are not counted)',
-      labelNames: ['channel', 'provider'],
-      registers,
-    });
-    this.sent = new Counter({
-      name: 'notify_gateway_deliveries_sent_total',
-      help: 'Deliveries the provider accepted',
-      labelNames: ['channel', 'provider'],
-      registers,
-    });
-    this.failed = new Counter({
-      name: 'notify_gateway_deliveries_failed_total',
-      help: 'Deliveries given up after an attempt: permanent error, or out of attempts or time',
-      labelNames: ['channel', 'provider'],
-      registers,
-    });
-    this.retried = new Counter({
-      name: 'notify_gateway_deliveries_retried_total',
-      help: 'Failed attempts after which the delivery was scheduled for another attempt (status RETRYING)',
-      labelNames: ['channel', 'provider'],
-      registers,
-    });
+    const deliveryCounter = (name: string, help: string) =>
+      new Counter({ name, help, labelNames: ['channel', 'provider'] as const, registers });
+    this.accepted = deliveryCounter(
+      'notify_gateway_deliveries_accepted_total',
+      'Deliveries recorded for sending (idempotent replays and refused requests are not counted)',
+    );
+    this.sent = deliveryCounter('notify_gateway_deliveries_sent_total', 'Deliveries the provider accepted');
+    this.failed = deliveryCounter(
+      'notify_gateway_deliveries_failed_total',
+      'Deliveries given up after an attempt: permanent error, or out of attempts or time',
+    );
+    this.retried = deliveryCounter(
+      'notify_gateway_deliveries_retried_total',
+      'Failed attempts after which the delivery was scheduled for another attempt (status RETRYING)',
+    );
     this.attemptDuration = new Histogram({
       name: 'notify_gateway_delivery_attempt_duration_seconds',
       help: 'Time a provider took to answer one attempt, by outcome (sent, retryable, permanent, rate_limited)',
