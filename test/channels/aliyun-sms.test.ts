@@ -11,7 +11,7 @@ import {
   signAliyunRpc,
 } from '../../src/channels/aliyun-sms';
 import { serverSignature, startAliyunSmsEmulator, type AliyunSmsEmulator } from '../peers/aliyun-sms-emulator';
-import { deliveryFields, eventually, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 // help.aliyun.com/document_detail/101343: the SMS example with its published signature.
 const smsExample = {
@@ -135,16 +135,9 @@ function aliyunEnv(emulator: AliyunSmsEmulator, overrides: Record<string, string
 }
 
 async function send(gateway: TestGateway, input: Record<string, unknown>) {
-  const { status, body } = await gateway.graphql(sendSms, { input });
-  expect(status).toBe(200);
-  expect(body.errors).toBeUndefined();
-  expect(body.data.sendSms.__typename).toBe('Delivery');
-  return body.data.sendSms;
-}
-
-async function delivery(gateway: TestGateway, id: string) {
-  const { body } = await gateway.graphql(`query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`, { id });
-  return body.data.delivery;
+  const sent = await mutationResult(gateway, sendSms, input);
+  expect(sent.__typename).toBe('Delivery');
+  return sent;
 }
 
 describe('sendSms through Aliyun (against the emulator)', () => {
@@ -234,7 +227,7 @@ describe('sendSms through Aliyun (against the emulator)', () => {
     const first = await send(gateway, { mobile: '13800138006', content: '666666' });
     expect(first).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: 'isp.SYSTEM_ERROR' } });
     const done = await eventually(async () => {
-      const current = await delivery(gateway, first.id);
+      const current = await fetchDelivery(gateway, first.id);
       return current.status === 'SENT' && current;
     });
     expect(done).toMatchObject({ attempts: 2, providerMessageId: emulator.messages.at(-1)!.bizId });
@@ -248,7 +241,7 @@ describe('sendSms through Aliyun (against the emulator)', () => {
     const first = await send(gateway, { mobile: '13800138007', content: '777777' });
     expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'HTTP_503' } });
     const done = await eventually(async () => {
-      const current = await delivery(gateway, first.id);
+      const current = await fetchDelivery(gateway, first.id);
       return current.status === 'SENT' && current;
     });
     expect(done.attempts).toBe(3);
@@ -273,7 +266,7 @@ describe('sendSms through Aliyun (against the emulator)', () => {
     });
     // Still one attempt a moment later: the dispatcher never picks it up again.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await delivery(gateway, second.id)).toMatchObject({ status: 'FAILED', attempts: 1 });
+    expect(await fetchDelivery(gateway, second.id)).toMatchObject({ status: 'FAILED', attempts: 1 });
     expect(forMobile('13800138008').map((request) => request.code)).toEqual(['OK', 'isv.BUSINESS_LIMIT_CONTROL']);
   });
 
@@ -363,7 +356,7 @@ describe('Aliyun with wrong credentials or clock', () => {
       const first = await send(gateway, { mobile: '13900139004', content: '445566' });
       expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'ETIMEDOUT' } });
       const done = await eventually(async () => {
-        const current = await delivery(gateway, first.id);
+        const current = await fetchDelivery(gateway, first.id);
         return current.status === 'SENT' && current;
       });
       expect(done.attempts).toBe(2);

@@ -1,6 +1,6 @@
 import type { AddressObject } from 'mailparser';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, eventually, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 import { startSmtpSink, type SmtpSink, type SmtpSinkFailure } from '../peers/smtp-sink';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
@@ -10,25 +10,17 @@ const sendEmail = `mutation($input: SendEmailInput!) {
     ... on Error { message }
   }
 }`;
-const deliveryQuery = `query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`;
 
 async function send(gateway: TestGateway, input: Record<string, unknown>) {
-  const { status, body } = await gateway.graphql(sendEmail, { input });
-  expect(status).toBe(200);
-  expect(body.errors).toBeUndefined();
-  expect(body.data.sendEmail.__typename).toBe('Delivery');
-  return body.data.sendEmail;
-}
-
-async function delivery(gateway: TestGateway, id: string) {
-  const { body } = await gateway.graphql(deliveryQuery, { id });
-  return body.data.delivery;
+  const sent = await mutationResult(gateway, sendEmail, input);
+  expect(sent.__typename).toBe('Delivery');
+  return sent;
 }
 
 /** Polls the delivery through GraphQL until `check` accepts it. */
 function deliveryWhen(gateway: TestGateway, id: string, check: (delivery: any) => boolean) {
   return eventually(async () => {
-    const current = await delivery(gateway, id);
+    const current = await fetchDelivery(gateway, id);
     return check(current) ? current : undefined;
   });
 }

@@ -3,7 +3,7 @@ import { ChannelError } from '../../src/channels/channel';
 import { positionalTemplateValues } from '../../src/channels/sms-template';
 import { classifyTencentError, signTc3, TencentSmsChannel, type TencentSmsOptions } from '../../src/channels/tencent-sms';
 import { serverTc3Signature, startTencentSmsEmulator, type TencentSmsEmulator } from '../peers/tencent-sms-emulator';
-import { deliveryFields, eventually, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 // The TC3-HMAC-SHA256 documentation example (service cvm).
 const docExample = {
@@ -147,16 +147,9 @@ function channelOptions(emulator: TencentSmsEmulator, overrides: Partial<Tencent
 }
 
 async function send(gateway: TestGateway, input: Record<string, unknown>) {
-  const { status, body } = await gateway.graphql(sendSms, { input });
-  expect(status).toBe(200);
-  expect(body.errors).toBeUndefined();
-  expect(body.data.sendSms.__typename).toBe('Delivery');
-  return body.data.sendSms;
-}
-
-async function delivery(gateway: TestGateway, id: string) {
-  const { body } = await gateway.graphql(`query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`, { id });
-  return body.data.delivery;
+  const sent = await mutationResult(gateway, sendSms, input);
+  expect(sent.__typename).toBe('Delivery');
+  return sent;
 }
 
 describe('sendSms through Tencent (against the emulator)', () => {
@@ -244,7 +237,7 @@ describe('sendSms through Tencent (against the emulator)', () => {
     const first = await send(gateway, { mobile: '13800138007', content: '777777' });
     expect(first).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: 'InternalError.Timeout' } });
     const done = await eventually(async () => {
-      const current = await delivery(gateway, first.id);
+      const current = await fetchDelivery(gateway, first.id);
       return current.status === 'SENT' && current;
     });
     expect(done).toMatchObject({ attempts: 2, providerMessageId: emulator.messages.at(-1)!.serialNo });
@@ -257,7 +250,7 @@ describe('sendSms through Tencent (against the emulator)', () => {
     const first = await send(gateway, { mobile: '13800138008', content: '888888' });
     expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'HTTP_502' } });
     const done = await eventually(async () => {
-      const current = await delivery(gateway, first.id);
+      const current = await fetchDelivery(gateway, first.id);
       return current.status === 'SENT' && current;
     });
     expect(done.attemptLog.map((attempt: { providerCode: string | null }) => attempt.providerCode)).toEqual([
@@ -278,7 +271,7 @@ describe('sendSms through Tencent (against the emulator)', () => {
       attemptLog: [{ outcome: 'RATE_LIMITED' }],
     });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await delivery(gateway, second.id)).toMatchObject({ status: 'FAILED', attempts: 1 });
+    expect(await fetchDelivery(gateway, second.id)).toMatchObject({ status: 'FAILED', attempts: 1 });
     expect(forMobile('+8613800138009').map((request) => request.code)).toEqual(['Ok', 'LimitExceeded.PhoneNumberThirtySecondLimit']);
   });
 });
@@ -362,7 +355,7 @@ describe('Tencent with wrong credentials or clock', () => {
       const first = await send(gateway, { mobile: '13900139005', content: '445566' });
       expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'ETIMEDOUT' } });
       const done = await eventually(async () => {
-        const current = await delivery(gateway, first.id);
+        const current = await fetchDelivery(gateway, first.id);
         return current.status === 'SENT' && current;
       });
       expect(done.attempts).toBe(2);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fullScopes, hashToken } from '../../src/auth';
-import { startGateway, type TestGateway } from '../support/gateway';
+import { mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
@@ -14,12 +14,8 @@ const sendEmail = `mutation($input: SendEmailInput!) {
 describe('idempotency keys on send mutations', () => {
   let gateway: TestGateway;
   const count = () => (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
-  const send = async (input: Record<string, unknown>, options?: { token?: string; headers?: Record<string, string> }) => {
-    const { status, body } = await gateway.graphql(sendEmail, { input }, options);
-    expect(status).toBe(200);
-    expect(body.errors).toBeUndefined();
-    return body.data.sendEmail;
-  };
+  const send = (input: Record<string, unknown>, options?: { token?: string; headers?: Record<string, string> }) =>
+    mutationResult(gateway, sendEmail, input, options);
 
   beforeAll(async () => {
     gateway = await startGateway();

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
@@ -18,12 +18,7 @@ describe('sendEmail through the development file outbox', () => {
   const outbox = () => path.join(gateway.config.dataDir, 'outbox');
   const countDeliveries = () =>
     (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
-  const call = async (input: Record<string, unknown>) => {
-    const { status, body } = await gateway.graphql(sendEmail, { input });
-    expect(status).toBe(200);
-    expect(body.errors).toBeUndefined();
-    return body.data.sendEmail;
-  };
+  const call = (input: Record<string, unknown>) => mutationResult(gateway, sendEmail, input);
 
   beforeAll(async () => {
     gateway = await startGateway();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 const sendSms = `mutation($input: SendSmsInput!) {
   sendSms(input: $input) {
@@ -14,12 +14,7 @@ describe('sendSms through the development log provider', () => {
   let gateway: TestGateway;
   const countDeliveries = () =>
     (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
-  const call = async (input: Record<string, unknown>) => {
-    const { status, body } = await gateway.graphql(sendSms, { input });
-    expect(status).toBe(200);
-    expect(body.errors).toBeUndefined();
-    return body.data.sendSms;
-  };
+  const call = (input: Record<string, unknown>) => mutationResult(gateway, sendSms, input);
 
   beforeAll(async () => {
     gateway = await startGateway();

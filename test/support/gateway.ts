@@ -3,6 +3,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { expect } from 'vitest';
 import { createApp, type App } from '../../src/app';
 import type { Channels } from '../../src/channels/channel';
 import { closeChannels, createChannels } from '../../src/channels';
@@ -128,3 +129,22 @@ export const deliveryFields = `
   lastError { code message } nextAttemptAt createdAt updatedAt sentAt
   attemptLog { number outcome providerCode providerMessage durationMs }
 `;
+
+/** A mutation's one result, once its answer is checked: HTTP 200 and no GraphQL errors. */
+export async function mutationResult(
+  gateway: TestGateway,
+  mutation: string,
+  input: Record<string, unknown>,
+  options?: { token?: string | null; headers?: Record<string, string> },
+): Promise<any> {
+  const { status, body } = await gateway.graphql(mutation, { input }, options);
+  expect(status).toBe(200);
+  expect(body.errors).toBeUndefined();
+  return Object.values(body.data as Record<string, unknown>)[0];
+}
+
+/** The delivery as the API shows it (`deliveryFields`). */
+export async function fetchDelivery(gateway: TestGateway, id: string): Promise<any> {
+  const { body } = await gateway.graphql(`query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`, { id });
+  return body.data.delivery;
+}
