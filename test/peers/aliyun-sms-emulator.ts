@@ -1,8 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { closeServer, listenLocal, runIfMain } from './peer-server';
 
 /**
  * A local Alibaba Cloud SMS (Dysmsapi 2017-05-25) for tests and demos. It checks requests the way the RPC gateway
@@ -351,10 +350,9 @@ export async function startAliyunSmsEmulator(options: AliyunSmsEmulatorOptions):
     }
   });
 
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
-  const { port, address } = server.address() as AddressInfo;
+  const { url, port } = await listenLocal(server, options.port, options.host);
   const emulator: AliyunSmsEmulator = {
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    url,
     port,
     messages,
     requests,
@@ -368,11 +366,7 @@ export async function startAliyunSmsEmulator(options: AliyunSmsEmulatorOptions):
       sentAt.clear();
       faults.length = 0;
     },
-    async close() {
-      for (const response of hanging) response.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
+    close: () => closeServer(server, hanging),
   };
   return emulator;
 }
@@ -414,9 +408,4 @@ async function main() {
   process.on('SIGTERM', stop);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((error) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -8,8 +8,8 @@
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import type { Socket } from 'node:net';
+import { listenLocal, runIfMain } from './peer-server';
 
 export interface DingTalkRobot {
   /** The 加签 secret (SEC…). Without one the robot does not check signatures. */
@@ -331,15 +331,10 @@ export async function startDingTalkEmulator(options: DingTalkEmulatorOptions = {
     socket.on('close', () => sockets.delete(socket));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
-  const { port, address } = server.address() as AddressInfo;
-  const host = address.includes(':') ? `[${address}]` : address;
+  const { url, port } = await listenLocal(server, options.port, options.host);
 
   Object.assign(emulator, {
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+    url,
     port,
     messages,
     requests,
@@ -419,9 +414,4 @@ async function main() {
   process.on('SIGTERM', stop);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((error) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -1,7 +1,7 @@
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { runIfMain } from './peer-server';
 
 /**
  * A real SMTP server (smtp-server) on loopback for tests and demos. Every message it accepts is parsed with mailparser
@@ -309,9 +309,4 @@ async function main(): Promise<void> {
   process.on('SIGTERM', shutdown);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((error) => {
-    console.error(error);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);

@@ -1,8 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { closeServer, listenLocal, runIfMain } from './peer-server';
 
 /**
  * A local Tencent Cloud SMS (SendSms, API 3.0, version 2021-01-11) for tests and demos. It checks the TC3-HMAC-SHA256
@@ -398,10 +397,9 @@ export async function startTencentSmsEmulator(options: TencentSmsEmulatorOptions
     }
   });
 
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
-  const { port, address } = server.address() as AddressInfo;
+  const { url, port } = await listenLocal(server, options.port, options.host);
   const emulator: TencentSmsEmulator = {
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    url,
     port,
     messages,
     requests,
@@ -414,11 +412,7 @@ export async function startTencentSmsEmulator(options: TencentSmsEmulatorOptions
       sentAt.clear();
       faults.length = 0;
     },
-    async close() {
-      for (const response of hanging) response.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
+    close: () => closeServer(server, hanging),
   };
   return emulator;
 }
@@ -460,9 +454,4 @@ async function main() {
   process.on('SIGTERM', stop);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((failure) => {
-    console.error(failure instanceof Error ? failure.message : failure);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, main);
