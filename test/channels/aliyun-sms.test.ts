@@ -11,7 +11,7 @@ import {
   signAliyunRpc,
 } from '../../src/channels/aliyun-sms';
 import { serverSignature, startAliyunSmsEmulator, type AliyunSmsEmulator } from '../peers/aliyun-sms-emulator';
-import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, deliveryWhen, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 // help.aliyun.com/document_detail/101343: the SMS example with its published signature.
 const smsExample = {
@@ -226,10 +226,7 @@ describe('sendSms through Aliyun (against the emulator)', () => {
     emulator.failNext({ code: 'isp.SYSTEM_ERROR' });
     const first = await send(gateway, { mobile: '13800138006', content: '666666' });
     expect(first).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: 'isp.SYSTEM_ERROR' } });
-    const done = await eventually(async () => {
-      const current = await fetchDelivery(gateway, first.id);
-      return current.status === 'SENT' && current;
-    });
+    const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
     expect(done).toMatchObject({ attempts: 2, providerMessageId: emulator.messages.at(-1)!.bizId });
     expect(done.attemptLog.map((attempt: { outcome: string }) => attempt.outcome)).toEqual(['RETRYABLE', 'SENT']);
     expect(forMobile('13800138006').map((request) => request.code)).toEqual(['isp.SYSTEM_ERROR', 'OK']);
@@ -240,10 +237,7 @@ describe('sendSms through Aliyun (against the emulator)', () => {
     emulator.failNext({ code: 'Throttling.User' });
     const first = await send(gateway, { mobile: '13800138007', content: '777777' });
     expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'HTTP_503' } });
-    const done = await eventually(async () => {
-      const current = await fetchDelivery(gateway, first.id);
-      return current.status === 'SENT' && current;
-    });
+    const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
     expect(done.attempts).toBe(3);
     expect(done.attemptLog.map((attempt: { providerCode: string | null }) => attempt.providerCode)).toEqual([
       'HTTP_503',
@@ -355,10 +349,7 @@ describe('Aliyun with wrong credentials or clock', () => {
       emulator.failNext({ hang: true });
       const first = await send(gateway, { mobile: '13900139004', content: '445566' });
       expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'ETIMEDOUT' } });
-      const done = await eventually(async () => {
-        const current = await fetchDelivery(gateway, first.id);
-        return current.status === 'SENT' && current;
-      });
+      const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
       expect(done.attempts).toBe(2);
     } finally {
       await gateway.close();

@@ -1,6 +1,6 @@
 import type { AddressObject } from 'mailparser';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, deliveryWhen, eventually, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 import { startSmtpSink, type SmtpSink, type SmtpSinkFailure } from '../peers/smtp-sink';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
@@ -15,14 +15,6 @@ async function send(gateway: TestGateway, input: Record<string, unknown>) {
   const sent = await mutationResult(gateway, sendEmail, input);
   expect(sent.__typename).toBe('Delivery');
   return sent;
-}
-
-/** Polls the delivery through GraphQL until `check` accepts it. */
-function deliveryWhen(gateway: TestGateway, id: string, check: (delivery: any) => boolean) {
-  return eventually(async () => {
-    const current = await fetchDelivery(gateway, id);
-    return check(current) ? current : undefined;
-  });
 }
 
 const addresses = (field: AddressObject | AddressObject[] | undefined) =>

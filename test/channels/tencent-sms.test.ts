@@ -3,7 +3,7 @@ import { ChannelError } from '../../src/channels/channel';
 import { positionalTemplateValues } from '../../src/channels/sms-template';
 import { classifyTencentError, signTc3, TencentSmsChannel, type TencentSmsOptions } from '../../src/channels/tencent-sms';
 import { serverTc3Signature, startTencentSmsEmulator, type TencentSmsEmulator } from '../peers/tencent-sms-emulator';
-import { deliveryFields, eventually, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { deliveryFields, deliveryWhen, fetchDelivery, mutationResult, startGateway, type TestGateway } from '../support/gateway';
 
 // The TC3-HMAC-SHA256 documentation example (service cvm).
 const docExample = {
@@ -236,10 +236,7 @@ describe('sendSms through Tencent (against the emulator)', () => {
     emulator.failNext({ code: 'InternalError.Timeout' });
     const first = await send(gateway, { mobile: '13800138007', content: '777777' });
     expect(first).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: 'InternalError.Timeout' } });
-    const done = await eventually(async () => {
-      const current = await fetchDelivery(gateway, first.id);
-      return current.status === 'SENT' && current;
-    });
+    const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
     expect(done).toMatchObject({ attempts: 2, providerMessageId: emulator.messages.at(-1)!.serialNo });
     expect(forMobile('+8613800138007').map((request) => request.code)).toEqual(['InternalError.Timeout', 'Ok']);
   });
@@ -249,10 +246,7 @@ describe('sendSms through Tencent (against the emulator)', () => {
     emulator.failNext({ code: 'RequestLimitExceeded' });
     const first = await send(gateway, { mobile: '13800138008', content: '888888' });
     expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'HTTP_502' } });
-    const done = await eventually(async () => {
-      const current = await fetchDelivery(gateway, first.id);
-      return current.status === 'SENT' && current;
-    });
+    const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
     expect(done.attemptLog.map((attempt: { providerCode: string | null }) => attempt.providerCode)).toEqual([
       'HTTP_502',
       'RequestLimitExceeded',
@@ -354,10 +348,7 @@ describe('Tencent with wrong credentials or clock', () => {
       emulator.failNext({ hang: true });
       const first = await send(gateway, { mobile: '13900139005', content: '445566' });
       expect(first).toMatchObject({ status: 'RETRYING', lastError: { code: 'ETIMEDOUT' } });
-      const done = await eventually(async () => {
-        const current = await fetchDelivery(gateway, first.id);
-        return current.status === 'SENT' && current;
-      });
+      const done = await deliveryWhen(gateway, first.id, (d) => d.status === 'SENT');
       expect(done.attempts).toBe(2);
     } finally {
       await gateway.close();

@@ -148,3 +148,11 @@ export async function fetchDelivery(gateway: TestGateway, id: string): Promise<a
   const { body } = await gateway.graphql(`query($id: ID!) { delivery(id: $id) { ${deliveryFields} } }`, { id });
   return body.data.delivery;
 }
+
+/** Polls the delivery through the API until `check` accepts it. */
+export function deliveryWhen(gateway: TestGateway, id: string, check: (delivery: any) => boolean): Promise<any> {
+  return eventually(async () => {
+    const current = await fetchDelivery(gateway, id);
+    return check(current) ? current : undefined;
+  });
+}
