@@ -137,8 +137,8 @@ interface PendingSend {
 /**
  * Real email: one pooled nodemailer SMTP transport for the whole process, on a thread of its own (smtp-worker.ts):
  * composing MIME and talking SMTP cost as much CPU as everything else a send takes, and there they run beside the
- * event loop instead of on it. The worker starts with the first send; should it die, the sends it had fail as
- * retryable and the next send starts a new one.
+ * event loop instead of on it. The worker starts with the channel, so that loading it does not eat into the first
+ * attempt's deadline; should it die, the sends it had fail as retryable and the next send starts a new one.
  */
 export class SmtpEmailChannel implements Channel<'EMAIL'> {
   readonly channel = 'EMAIL';
@@ -153,11 +153,14 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
     private readonly logger: Logger,
   ) {
     this.logger.info({ smtp: redactSmtpUrl(options.url), poolSize: options.poolSize }, 'email goes out over SMTP');
+    this.started();
   }
 
   private started(): Worker {
     if (this.worker) return this.worker;
     const worker = spawnSmtpWorker({ transport: smtpTransportOptions(this.options) });
+    // An idle worker does not keep the process alive; sends hold it (see send).
+    worker.unref();
     worker.on('message', (message: FromSmtpWorker) => {
       if (message.type === 'sent' || message.type === 'failed') {
         const pending = this.pending.get(message.id);
