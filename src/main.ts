@@ -2,7 +2,7 @@ import http from 'node:http';
 import v8 from 'node:v8';
 import { createApp } from './app';
 import { ensureBootstrapToken } from './auth';
-import { closeChannels, createChannels } from './channels';
+import { closeChannels, createChannels, readyChannels } from './channels';
 import { ConfigError, loadConfig, type Config } from './config';
 import { SqliteStore } from './db/sqlite-store';
 import { createLogger } from './logger';
@@ -41,6 +41,8 @@ if (bootstrapToken) {
 }
 const released = await store.releaseClaims(Date.now(), config.dispatch.maxAttempts);
 if (released > 0) logger.warn({ released }, 'picked up deliveries caught mid-attempt by the last stop');
+// The SMTP thread has been loading meanwhile: no first attempt should pay for it.
+await readyChannels(channels);
 
 const server = http.createServer(app.handler);
 server.on('error', (error: NodeJS.ErrnoException) => {

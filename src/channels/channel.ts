@@ -77,6 +77,8 @@ export interface Channel<C extends ChannelName = ChannelName> {
   /** True for transports that only pretend (file outbox, log): shown in the start banner. */
   readonly development: boolean;
   send(message: MessageByChannel[C], context: SendContext): Promise<SendResult>;
+  /** Settles once the channel can send without a start-up delay (a thread loaded, say); for those that have one. */
+  ready?(): Promise<void>;
   close?(): Promise<void>;
 }
 

@@ -59,6 +59,11 @@ function createSmsChannel(config: Config, logger: Logger): Channels['SMS'] {
   }
 }
 
+/** Waits for the channels that start something (the SMTP thread) to be ready to send. */
+export async function readyChannels(channels: Channels): Promise<void> {
+  await Promise.all(Object.values(channels).map((channel) => channel.ready?.()));
+}
+
 export async function closeChannels(channels: Channels): Promise<void> {
   await Promise.all(Object.values(channels).map((channel) => channel.close?.()));
 }

@@ -145,6 +145,8 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
   readonly provider = 'smtp';
   readonly development = false;
   private worker?: Worker;
+  /** Settles when the current worker has loaded (or has ended: then there is nothing to wait for). */
+  private workerReady: Promise<void> = Promise.resolve();
   private readonly pending = new Map<number, PendingSend>();
   private nextId = 0;
 
@@ -159,10 +161,15 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
   private started(): Worker {
     if (this.worker) return this.worker;
     const worker = spawnSmtpWorker({ transport: smtpTransportOptions(this.options) });
-    // An idle worker does not keep the process alive; sends hold it (see send).
-    worker.unref();
+    let loaded!: () => void;
+    this.workerReady = new Promise((resolve) => (loaded = resolve));
+    worker.once('exit', () => loaded());
     worker.on('message', (message: FromSmtpWorker) => {
-      if (message.type === 'sent' || message.type === 'failed') {
+      if (message.type === 'ready') {
+        // Loaded: from now on only sends hold the process open (see send), an idle worker does not.
+        if (this.pending.size === 0) worker.unref();
+        loaded();
+      } else if (message.type === 'sent' || message.type === 'failed') {
         const pending = this.pending.get(message.id);
         this.pending.delete(message.id);
         if (this.pending.size === 0) worker.unref();
@@ -210,6 +217,10 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
       context.signal.removeEventListener('abort', abort);
     }
     return { providerMessageId: info.messageId, note: rejectionNote(info) };
+  }
+
+  ready(): Promise<void> {
+    return this.workerReady;
   }
 
   async close(): Promise<void> {

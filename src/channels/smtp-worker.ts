@@ -32,6 +32,7 @@ export type FromSmtpWorker =
   | { type: 'sent'; id: number; info: SmtpSent }
   | { type: 'failed'; id: number; error: SmtpFailure }
   | { type: 'transport-error'; error: SmtpFailure }
+  | { type: 'ready' }
   | { type: 'closed' };
 
 function plainFailure(error: unknown): SmtpFailure {
@@ -57,6 +58,7 @@ if (parentPort) {
   const post = (message: FromSmtpWorker) => port.postMessage(message);
 
   transport.on('error', (error: NodemailerError) => post({ type: 'transport-error', error: plainFailure(error) }));
+  post({ type: 'ready' });
 
   port.on('message', (message: ToSmtpWorker) => {
     if (message.type === 'send') {

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { expect } from 'vitest';
 import { createApp, type App } from '../../src/app';
 import type { Channels } from '../../src/channels/channel';
-import { closeChannels, createChannels } from '../../src/channels';
+import { closeChannels, createChannels, readyChannels } from '../../src/channels';
 import { loadConfig, type Config } from '../../src/config';
 import { SqliteStore } from '../../src/db/sqlite-store';
 import { createLogger, type Logger } from '../../src/logger';
@@ -69,6 +69,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
   const store = SqliteStore.open(config.databasePath);
   const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
   const channels = { ...createChannels(config, logger), ...options.channels } as Channels;
+  await readyChannels(channels);
   const app = createApp({ config, store, channels, secretBox, logger });
   if (!options.noDispatch) app.start();
   let server: http.Server | undefined;
