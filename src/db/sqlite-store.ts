@@ -427,11 +427,11 @@ export class SqliteStore implements Store {
     return this.write(() => this.updateDelivery(id, { ...patch, updatedAt: Date.now() }, fromStatuses));
   }
 
-  async attemptTimesSince(channel: DeliveryRow['channel'], recipient: string, since: number) {
-    const rows = this.prepared(
-      'select started_at as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? order by started_at',
-    ).all(channel, recipient, since) as { startedAt: number }[];
-    return rows.map((row) => row.startedAt);
+  async recentAttempts(channel: DeliveryRow['channel'], recipient: string, since: number) {
+    return this.prepared(
+      `select delivery_id as deliveryId, number, started_at as startedAt from delivery_attempts
+       where channel = ? and recipient = ? and started_at >= ? order by started_at`,
+    ).all(channel, recipient, since) as Pick<AttemptRow, 'deliveryId' | 'number' | 'startedAt'>[];
   }
 
   async lastAttemptAt(channel: DeliveryRow['channel'], recipient: string, outcome: AttemptRow['outcome'], since: number) {

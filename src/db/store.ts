@@ -111,8 +111,12 @@ export interface Store {
   finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number): Promise<DeliveryRow>;
   /** Applies `patch` only while the delivery is in one of `fromStatuses`; undefined when it was not. */
   transition(id: string, fromStatuses: readonly DeliveryStatus[], patch: DeliveryPatch): Promise<DeliveryRow | undefined>;
-  /** Attempts started at or after `since` for this channel and recipient, oldest first (start times only). */
-  attemptTimesSince(channel: ChannelName, recipient: string, since: number): Promise<number[]>;
+  /** Attempts started at or after `since` for this channel and recipient, oldest first. */
+  recentAttempts(
+    channel: ChannelName,
+    recipient: string,
+    since: number,
+  ): Promise<Pick<AttemptRow, 'deliveryId' | 'number' | 'startedAt'>[]>;
   /** Start time of the latest attempt with this outcome for this channel and recipient at or after `since`. */
   lastAttemptAt(channel: ChannelName, recipient: string, outcome: AttemptRow['outcome'], since: number): Promise<number | undefined>;
   countByStatus(): Promise<StatusCount[]>;

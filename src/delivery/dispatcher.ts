@@ -44,8 +44,8 @@ export class Dispatcher {
   /** Deliveries being sent: what DISPATCH_CONCURRENCY bounds. A slot frees once the send is over, so the next claim
    * can join the same group commit as the outcome's record instead of waiting for it. */
   private readonly sending = new Set<string>();
-  /** Start times of DingTalk attempts under way per robot, not yet in the attempts table. */
-  private readonly robotReservations = new Map<string, number>();
+  /** Per robot, the DingTalk attempts under way (`<delivery id>#<attempt number>`), recorded or not yet. */
+  private readonly robotReservations = new Map<string, Set<string>>();
   /** Per robot, the tail of the queue of slot checks: check and reservation must not interleave. */
   private readonly robotQueues = new Map<string, Promise<unknown>>();
   /** Per robot, the time promised to each delivery sent back to wait, so the waiting ones do not all wake at once. */
@@ -151,9 +151,11 @@ export class Dispatcher {
     const log = logger.child({ deliveryId: delivery.id, channel: delivery.channel, provider: delivery.provider });
     this.deps.events.publish(delivery);
 
+    const number = delivery.attempts + 1;
     const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
+    const reservation = `${delivery.id}#${number}`;
     if (reservationKey) {
-      const waitUntil = await this.reserveRobotSlot(reservationKey, delivery.id);
+      const waitUntil = await this.reserveRobotSlot(reservationKey, delivery.id, reservation);
       if (waitUntil !== undefined) {
         const deferred = await store.transition(delivery.id, ['SENDING'], {
           status: 'QUEUED',
@@ -166,7 +168,6 @@ export class Dispatcher {
       }
     }
 
-    const number = delivery.attempts + 1;
     const startedAt = this.now();
     let result: SendResult | undefined;
     let failure: ChannelError | undefined;
@@ -234,9 +235,9 @@ export class Dispatcher {
       log.error({ err: error, attempt: number }, 'could not record the attempt');
     } finally {
       if (reservationKey) {
-        const left = (this.robotReservations.get(reservationKey) ?? 1) - 1;
-        if (left > 0) this.robotReservations.set(reservationKey, left);
-        else this.robotReservations.delete(reservationKey);
+        const underway = this.robotReservations.get(reservationKey);
+        underway?.delete(reservation);
+        if (underway?.size === 0) this.robotReservations.delete(reservationKey);
       }
     }
   }
@@ -284,19 +285,24 @@ export class Dispatcher {
    * back: after its per-minute allowance frees, or after DingTalk's mute once it answered "send too fast".
    * Checks run one at a time per robot so that a batch claimed together cannot overrun the allowance.
    */
-  private reserveRobotSlot(robot: string, deliveryId: string): Promise<number | undefined> {
+  private reserveRobotSlot(robot: string, deliveryId: string, reservation: string): Promise<number | undefined> {
     const check = async (): Promise<number | undefined> => {
       const now = this.now();
-      // Read before the attempts table: an attempt finishing meanwhile is then counted twice, never missed.
-      const underway = this.robotReservations.get(robot) ?? 0;
+      // Read before the attempts table, so an attempt finishing meanwhile is not missed; one already recorded there
+      // (its row is visible a moment before its reservation is released) is not counted twice.
+      const reserved = [...(this.robotReservations.get(robot) ?? [])];
       const promised = this.robotPromised.get(robot) ?? new Map<string, number>();
       const previousTurn = promised.get(deliveryId);
       promised.delete(deliveryId);
       const mutedAt = await this.deps.store.lastAttemptAt('DING', robot, 'RATE_LIMITED', now - robotMuteMs);
       const limit = this.deps.config.ding.perRobotPerMinute;
-      const recent = await this.deps.store.attemptTimesSince('DING', robot, now - minuteMs);
+      const attempts = await this.deps.store.recentAttempts('DING', robot, now - minuteMs);
+      const recorded = new Set(attempts.map((attempt) => `${attempt.deliveryId}#${attempt.number}`));
+      const underway = reserved.filter((key) => !recorded.has(key)).length;
+      const recent = attempts.map((attempt) => attempt.startedAt);
       if (mutedAt === undefined && recent.length + underway < limit) {
-        this.robotReservations.set(robot, (this.robotReservations.get(robot) ?? 0) + 1);
+        const reservations = this.robotReservations.get(robot) ?? new Set<string>();
+        this.robotReservations.set(robot, reservations.add(reservation));
         if (promised.size === 0) this.robotPromised.delete(robot);
         return undefined;
       }

@@ -79,7 +79,7 @@ describe('per-robot pacing through the gateway (real clock)', () => {
     expect(waiting).toHaveLength(30 - limit);
     // Each waiting delivery was not attempted and is due about a minute after the first sends (the dispatcher
     // checks the window again when it is due, so a few ms early costs nothing).
-    const starts = await gateway.store.attemptTimesSince('DING', robotLabel(robot.accessToken), 0);
+    const starts = (await gateway.store.recentAttempts('DING', robotLabel(robot.accessToken), 0)).map((attempt) => attempt.startedAt);
     expect(starts).toHaveLength(limit);
     for (const row of waiting) {
       expect(row!.attempts).toBe(0);
