@@ -35,8 +35,9 @@ function start(env: Record<string, string>): Started {
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
   child.stderr!.on('data', (chunk) => (stderr += chunk));
+  // 'close', not 'exit': only then has all of its output been read.
   const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       children.delete(child);
       resolve(code);
     }),

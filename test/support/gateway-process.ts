@@ -95,8 +95,9 @@ export async function spawnGateway(options: GatewayProcessOptions = {}): Promise
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // 'close', not 'exit': only then has all of its output been read.
   const exited = new Promise<Exit>((resolve) =>
-    child.once('exit', (code, signal) => {
+    child.once('close', (code, signal) => {
       running.delete(child);
       resolve({ code, signal });
     }),
