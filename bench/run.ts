@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { openDatabase } from '../src/db/client';
+import { openDatabase } from '../src/db/sqlite-client';
 import { postGraphqlRaw } from './graphql-post';
 import { seedDeliveries } from './seed';
 import { freePort } from '../test/support/free-port';

@@ -35,6 +35,14 @@ const json = (body: unknown, status = 200) =>
 /** Builds the whole gateway without listening: tests call `app.fetch`, main hands `app.handler` to node:http. */
 export function createApp({ config, store, channels, secretBox, logger }: AppDeps) {
   const events = new DeliveryEvents();
+  if (store.changes) {
+    // Replicas on one database: changes made by the others reach this one's waiting callers and subscriptions.
+    events.connect(
+      store.changes,
+      (ids) => store.getDeliveries(ids),
+      (error) => logger.warn({ err: error }, 'could not read deliveries changed by another replica'),
+    );
+  }
   const metrics = new GatewayMetrics({ store, logger });
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config });
   dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));

@@ -98,14 +98,20 @@ export async function ensureBootstrapToken(store: Store, opsTokens: readonly str
   if (opsTokens.length > 0) return undefined;
   if ((await store.listTokens()).length > 0) return undefined;
   const token = generateToken();
-  await store.insertToken({
-    id: `tok_${crypto.randomBytes(8).toString('hex')}`,
-    name: 'bootstrap',
-    tokenHash: hashToken(token),
-    scopes: JSON.stringify(fullScopes),
-    createdAt: Date.now(),
-    revokedAt: null,
-    lastUsedAt: null,
-  });
+  try {
+    await store.insertToken({
+      id: `tok_${crypto.randomBytes(8).toString('hex')}`,
+      name: 'bootstrap',
+      tokenHash: hashToken(token),
+      scopes: JSON.stringify(fullScopes),
+      createdAt: Date.now(),
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+  } catch (error) {
+    // Replicas starting together on an empty shared database: one of them made it (its token is printed there).
+    if ((await store.listTokens()).some((row) => row.name === 'bootstrap')) return undefined;
+    throw error;
+  }
   return token;
 }

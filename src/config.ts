@@ -32,6 +32,15 @@ const httpUrl = (fallback?: string) => {
   return z.preprocess(emptyAsUndefined, fallback === undefined ? url.optional() : url.default(fallback));
 };
 
+const isPostgresUrl = (value: string) => /^postgres(ql)?:\/\//.test(value);
+const postgresUrlHasHost = (value: string) => {
+  try {
+    return new URL(value).hostname !== '' || new URL(value).searchParams.has('host');
+  } catch {
+    return false;
+  }
+};
+
 const credential = { pattern: /^[^\s"']+$/, message: 'must not contain spaces or quotes (check how it was pasted)' };
 /** What each SMS provider needs, with the shape a value must have (undefined: any non-empty text). */
 const smsProviderSettings: Record<'aliyun' | 'tencent', Record<string, { pattern: RegExp; message: string } | undefined>> = {
@@ -62,8 +71,12 @@ const envSchema = z
       z
         .string()
         .default('file:./data/notify.db')
-        .refine((value) => value.startsWith('file:'), 'must start with file: (SQLite is the supported store)'),
+        .refine(
+          (value) => value.startsWith('file:') || (isPostgresUrl(value) && postgresUrlHasHost(value)),
+          'must be file:<path> (SQLite) or postgres://user@host:port/database (PostgreSQL)',
+        ),
     ),
+    DATABASE_POOL_SIZE: int(10, 1),
     DATA_DIR: optionalString,
     LOG_LEVEL: z.preprocess(
       emptyAsUndefined,
@@ -141,6 +154,14 @@ const envSchema = z
         message: `must be longer than PROVIDER_TIMEOUT_MS + 3000 (${env.PROVIDER_TIMEOUT_MS + 3000}), or a slow attempt could be claimed twice`,
       });
     }
+    if (isPostgresUrl(env.DATABASE_URL) && !env.NOTIFY_SECRET_KEY) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NOTIFY_SECRET_KEY'],
+        message:
+          'is required with a PostgreSQL DATABASE_URL: every replica must seal and open secrets with the same key (make one with: openssl rand -hex 32)',
+      });
+    }
     if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
       ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (leave it empty to serve /metrics on PORT)' });
     }
@@ -168,13 +189,18 @@ const envSchema = z
 
 export type Env = z.infer<typeof envSchema>;
 
+/** The embedded SQLite file, or a PostgreSQL server shared by several replicas. */
+export type DatabaseConfig =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string; poolSize: number };
+
 export interface Config {
   env: Env['NODE_ENV'];
   host: string;
   port: number;
   /** When set, /metrics is served on this port only (not on `port`). */
   metricsPort?: number;
-  databasePath: string;
+  database: DatabaseConfig;
   dataDir: string;
   logLevel: Env['LOG_LEVEL'];
   opsTokens: string[];
@@ -229,6 +255,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** Where the database is, for a log line: never a password. */
+export function describeDatabase(database: DatabaseConfig): string {
+  if (database.kind === 'sqlite') return database.path;
+  const url = new URL(database.url);
+  return `postgres://${url.host}${url.pathname}`;
+}
+
 export function databasePathFrom(url: string, cwd = process.cwd()): string {
   const location = url.slice('file:'.length);
   if (location === ':memory:') return location;
@@ -241,16 +274,18 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
   const env = parsed.data;
-  const databasePath = databasePathFrom(env.DATABASE_URL);
+  const database: DatabaseConfig = isPostgresUrl(env.DATABASE_URL)
+    ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
+    : { kind: 'sqlite', path: databasePathFrom(env.DATABASE_URL) };
   const dataDir = path.resolve(
-    env.DATA_DIR ?? (databasePath === ':memory:' ? './data' : path.dirname(databasePath)),
+    env.DATA_DIR ?? (database.kind === 'postgres' || database.path === ':memory:' ? './data' : path.dirname(database.path)),
   );
   return {
     env: env.NODE_ENV,
     host: env.HOST,
     port: env.PORT,
     metricsPort: env.METRICS_PORT,
-    databasePath,
+    database,
     dataDir,
     logLevel: env.LOG_LEVEL,
     opsTokens: (env.OPS_TOKENS ?? '')

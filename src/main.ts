@@ -3,8 +3,9 @@ import v8 from 'node:v8';
 import { createApp } from './app';
 import { ensureBootstrapToken } from './auth';
 import { closeChannels, createChannels, readyChannels } from './channels';
-import { ConfigError, loadConfig, type Config } from './config';
-import { SqliteStore } from './db/sqlite-store';
+import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
+import { openStore } from './db';
+import { SchemaTooNewError } from './db/migrations';
 import { createLogger } from './logger';
 import { loadSecretKey, SecretBox } from './secrets';
 
@@ -29,7 +30,13 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger({ level: config.logLevel, pretty: config.env === 'development' && process.stdout.isTTY });
-const store = SqliteStore.open(config.databasePath);
+const store = await openStore(config.database, { logger }).catch((error: Error) => {
+  // A schema from a newer gateway, or a database that cannot be reached: one clear line, exit 1.
+  const reason = error instanceof SchemaTooNewError ? error.message : `cannot open the database: ${error.message}`;
+  logger.fatal({ database: describeDatabase(config.database) }, reason);
+  logger.flush(() => process.exit(1));
+  return new Promise<never>(() => {});
+});
 const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
 const channels = createChannels(config, logger);
 const app = createApp({ config, store, channels, secretBox, logger });
@@ -39,8 +46,9 @@ if (bootstrapToken) {
   // Printed once, on purpose outside the log: only its hash is kept.
   console.log(`\n  No OPS_TOKENS configured: generated an API token. It is shown only this once:\n\n    OPS-Token: ${bootstrapToken}\n`);
 }
-const released = await store.releaseClaims(Date.now(), config.dispatch.maxAttempts);
-if (released > 0) logger.warn({ released }, 'picked up deliveries caught mid-attempt by the last stop');
+// Alone on the database (SQLite), every claim left at start was cut off by the last stop; on a shared one, only
+// lapsed claims are safe to hand back (the others belong to replicas at work).
+await app.dispatcher.release();
 // The SMTP thread has been loading meanwhile: no first attempt should pay for it.
 await readyChannels(channels);
 
@@ -55,7 +63,10 @@ server.listen(config.port, config.host, () => {
     .filter((channel) => channel.development)
     .map((channel) => `${channel.channel} → ${channel.provider}`);
   logger.info(
-    { url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${(server.address() as { port: number }).port}/graphql`, database: config.databasePath },
+    {
+      url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${(server.address() as { port: number }).port}/graphql`,
+      database: describeDatabase(config.database),
+    },
     'notify-gateway listening',
   );
   if (development.length > 0) {
@@ -78,7 +89,7 @@ let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info({ signal, commits: store.commits, syncs: store.syncs }, 'stopping: no new requests, finishing attempts under way');
+  logger.info({ signal }, 'stopping: no new requests, finishing attempts under way');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   app.service.stopWaiting();

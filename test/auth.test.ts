@@ -128,10 +128,10 @@ describe('first-start bootstrap token', () => {
 
     // Neither the database nor its write-ahead log holds the token in the clear.
     gateway.store.db.$client.pragma('wal_checkpoint(TRUNCATE)');
-    for (const file of [gateway.config.databasePath, `${gateway.config.databasePath}-wal`]) {
+    for (const file of [gateway.databasePath, `${gateway.databasePath}-wal`]) {
       if (fs.existsSync(file)) expect(fs.readFileSync(file).includes(Buffer.from(token!))).toBe(false);
     }
-    expect(fs.readFileSync(gateway.config.databasePath).includes(Buffer.from(rows[0].tokenHash))).toBe(true);
+    expect(fs.readFileSync(gateway.databasePath).includes(Buffer.from(rows[0].tokenHash))).toBe(true);
 
     const { status } = await gateway.graphql(probe, {}, { token });
     expect(status).toBe(200);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config';
+import { ConfigError, describeDatabase, loadConfig } from '../src/config';
 
 const problemsOf = (env: Record<string, string>) => {
   try {
@@ -18,7 +18,7 @@ describe('core configuration', () => {
     expect(config).toMatchObject({
       port: 4000,
       host: '0.0.0.0',
-      databasePath: path.resolve('data/notify.db'),
+      database: { kind: 'sqlite', path: path.resolve('data/notify.db') },
       dataDir: path.resolve('data'),
       opsTokens: [],
       sendWaitMs: 5000,
@@ -40,12 +40,30 @@ describe('core configuration', () => {
     expect(config).toMatchObject({
       port: 8080,
       host: '127.0.0.1',
-      databasePath: '/srv/notify/gateway.db',
+      database: { kind: 'sqlite', path: '/srv/notify/gateway.db' },
       dataDir: '/srv/notify',
       opsTokens: ['alpha', 'beta', 'gamma'],
       sendWaitMs: 250,
       ding: { baseUrl: 'http://127.0.0.1:9000' },
     });
+  });
+
+  it.each([
+    ['postgres://notify:s3cret@db.internal:5432/notify', 'postgres://db.internal:5432/notify'],
+    ['postgresql://db.internal/notify?sslmode=require', 'postgres://db.internal/notify'],
+  ])('selects PostgreSQL for %s, with a pool of 10 unless DATABASE_POOL_SIZE says otherwise', (url, described) => {
+    const key = 'ab'.repeat(32);
+    const config = loadConfig({ DATABASE_URL: url, NOTIFY_SECRET_KEY: key });
+    expect(config.database).toEqual({ kind: 'postgres', url, poolSize: 10 });
+    expect(config.dataDir).toBe(path.resolve('data'));
+    expect(describeDatabase(config.database)).toBe(described);
+    expect(loadConfig({ DATABASE_URL: url, NOTIFY_SECRET_KEY: key, DATABASE_POOL_SIZE: '25' }).database).toMatchObject({ poolSize: 25 });
+  });
+
+  it('never echoes a PostgreSQL password in its problems', () => {
+    const problems = problemsOf({ DATABASE_URL: 'postgres://notify:s3cret@db.internal/notify' });
+    expect(problems.join('\n')).not.toContain('s3cret');
+    expect(problems).toEqual([expect.stringMatching(/^NOTIFY_SECRET_KEY: is required with a PostgreSQL DATABASE_URL/)]);
   });
 
   it('treats empty values as unset', () => {
@@ -67,7 +85,10 @@ describe('core configuration', () => {
     ['PORT above 65535', { PORT: '70000' }, 'PORT'],
     ['a negative PORT', { PORT: '-1' }, 'PORT'],
     ['a DINGTALK_BASE_URL that is not a URL', { DINGTALK_BASE_URL: 'oapi.dingtalk.com' }, 'DINGTALK_BASE_URL'],
-    ['a DATABASE_URL that is not file:', { DATABASE_URL: 'postgres://db/notify' }, 'DATABASE_URL'],
+    ['a DATABASE_URL that is neither file: nor postgres://', { DATABASE_URL: 'mysql://db/notify' }, 'DATABASE_URL'],
+    ['a postgres:// DATABASE_URL without a host', { DATABASE_URL: 'postgres:///notify', NOTIFY_SECRET_KEY: 'a'.repeat(64) }, 'DATABASE_URL'],
+    ['a PostgreSQL DATABASE_URL without NOTIFY_SECRET_KEY', { DATABASE_URL: 'postgres://db/notify' }, 'NOTIFY_SECRET_KEY'],
+    ['a DATABASE_POOL_SIZE of 0', { DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE'],
     ['a negative SEND_WAIT_MS', { SEND_WAIT_MS: '-5' }, 'SEND_WAIT_MS'],
     ['a fractional SEND_WAIT_MS', { SEND_WAIT_MS: '1.5' }, 'SEND_WAIT_MS'],
   ])('refuses %s', (_label, env, key) => {

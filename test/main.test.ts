@@ -118,7 +118,7 @@ describe('npm start', { timeout: 60_000 }, () => {
         (row) => row.name,
       );
       expect(tables).toEqual(expect.arrayContaining(['deliveries', 'delivery_attempts', 'api_tokens', '__drizzle_migrations']));
-      const journal = JSON.parse(fs.readFileSync(path.join(root, 'drizzle/meta/_journal.json'), 'utf8'));
+      const journal = JSON.parse(fs.readFileSync(path.join(root, 'drizzle/sqlite/meta/_journal.json'), 'utf8'));
       expect((db.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n).toBe(journal.entries.length);
       expect(db.prepare('select status from deliveries where id = ?').get(body.data.sendSms.id)).toEqual({ status: 'SENT' });
       expect(db.prepare('select count(*) as n from api_tokens').get()).toEqual({ n: 1 });

@@ -3,7 +3,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { buildSchema, execute, parse, validate, type DocumentNode } from 'graphql';
-import { openDatabase } from '../../src/db/client';
+import { openDatabase } from '../../src/db/sqlite-client';
 
 const db = openDatabase(process.env.DB_PATH!).$client;
 const insert = db.prepare(

@@ -2,7 +2,7 @@
 // schema, no gateway code at all.
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { openDatabase } from '../../src/db/client';
+import { openDatabase } from '../../src/db/sqlite-client';
 
 const db = openDatabase(process.env.DB_PATH!).$client;
 const insert = db.prepare(

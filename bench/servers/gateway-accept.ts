@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import { createApp } from '../../src/app';
 import { createChannels } from '../../src/channels';
 import { loadConfig } from '../../src/config';
-import { SqliteStore } from '../../src/db/sqlite-store';
+import { openStore } from '../../src/db';
 import { createLogger } from '../../src/logger';
 import { loadSecretKey, SecretBox } from '../../src/secrets';
 
@@ -13,7 +13,7 @@ import { loadSecretKey, SecretBox } from '../../src/secrets';
 v8.setFlagsFromString('--heap-growing-percent=60');
 const config = loadConfig(process.env);
 const logger = createLogger({ level: config.logLevel, pretty: false });
-const store = SqliteStore.open(config.databasePath);
+const store = await openStore(config.database, { logger });
 const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
 const app = createApp({ config, store, channels: createChannels(config, logger), secretBox, logger });
 const server = http.createServer(app.handler);

@@ -69,6 +69,14 @@ export class ChannelError extends Error {
   }
 }
 
+/** How often a provider takes messages for one recipient (a DingTalk robot: 20 a minute, muted 10 minutes past that). */
+export interface PacingRule {
+  perWindow: number;
+  windowMs: number;
+  /** How long the recipient rests after the provider answered "too fast" (a RATE_LIMITED attempt). */
+  muteMs: number;
+}
+
 /** One transport of one channel. Every provider implements this and nothing else. */
 export interface Channel<C extends ChannelName = ChannelName> {
   readonly channel: C;
@@ -76,6 +84,8 @@ export interface Channel<C extends ChannelName = ChannelName> {
   readonly provider: string;
   /** True for transports that only pretend (file outbox, log): shown in the start banner. */
   readonly development: boolean;
+  /** How often the provider takes messages for one recipient (a robot), when it limits that: the dispatcher keeps to it. */
+  readonly pacing?: PacingRule;
   send(message: MessageByChannel[C], context: SendContext): Promise<SendResult>;
   /** Settles once the channel can send without a start-up delay (a thread loaded, say); for those that have one. */
   ready?(): Promise<void>;

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { RequestError, type Response } from 'got';
 import type { Logger } from '../logger';
-import { ChannelError, type Channel, type DingMessage, type FailureKind, type SendContext, type SendResult } from './channel';
+import { ChannelError, type Channel, type DingMessage, type PacingRule, type FailureKind, type SendContext, type SendResult } from './channel';
 import { createProviderHttp, type ProviderHttp } from './provider-http';
 
 /** DingTalk 加签: Base64(HmacSHA256(key = secret, timestamp + "\n" + secret)). Not yet URL-encoded. */
@@ -106,6 +106,8 @@ export interface DingTalkRobotOptions {
   baseUrl: string;
   timeoutMs: number;
   logger?: Logger;
+  /** Messages a minute per robot the gateway sends (DingTalk takes 20); 19 by default. */
+  perMinute?: number;
   /** Clock used for the signature timestamp (tests). */
   now?: () => number;
 }
@@ -121,11 +123,13 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   readonly channel = 'DING';
   readonly provider = 'dingtalk';
   readonly development = false;
+  readonly pacing: PacingRule;
   private readonly http: ProviderHttp;
   private readonly now: () => number;
 
   constructor(private readonly options: DingTalkRobotOptions) {
     this.now = options.now ?? Date.now;
+    this.pacing = { perWindow: options.perMinute ?? 19, windowMs: minuteMs, muteMs: dingTalkMuteMs };
     this.http = createProviderHttp(options.timeoutMs, {
       prefixUrl: options.baseUrl.replace(/\/+$/, ''),
       headers: { 'content-type': 'application/json; charset=utf-8' },

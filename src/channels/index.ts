@@ -14,6 +14,7 @@ export function createChannels(config: Config, logger: Logger): Channels {
     DING: new DingTalkRobotChannel({
       baseUrl: config.ding.baseUrl,
       timeoutMs: config.providerTimeoutMs,
+      perMinute: config.ding.perRobotPerMinute,
       logger: logger.child({ provider: 'dingtalk' }),
     }),
     EMAIL: config.email.smtpUrl

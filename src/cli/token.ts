@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { generateToken, hashToken, parseScopes, readScopes, type ReadScope, type TokenScopes } from '../auth';
 import { ConfigError, loadConfig } from '../config';
 import { channels, type ApiTokenRow, type ChannelName } from '../db/schema';
-import { SqliteStore } from '../db/sqlite-store';
+import { openStore, type Store } from '../db';
 
 const usage = `Manage the gateway's API tokens (the OPS-Token header).
 
@@ -47,7 +47,7 @@ function describeScopes(scopes: TokenScopes | undefined): { channels: string; re
 
 const time = (value: number | null) => (value == null ? '-' : new Date(value).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
-async function create(store: SqliteStore, args: string[]) {
+async function create(store: Store, args: string[]) {
   const { values } = parseArgs({
     args,
     options: { name: { type: 'string' }, channels: { type: 'string' }, read: { type: 'string' } },
@@ -82,7 +82,7 @@ async function create(store: SqliteStore, args: string[]) {
   process.stdout.write(`${token}\n`);
 }
 
-async function list(store: SqliteStore, args: string[]) {
+async function list(store: Store, args: string[]) {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
   const rows = (await store.listTokens()).map((row) => ({
     name: row.name,
@@ -111,7 +111,7 @@ async function list(store: SqliteStore, args: string[]) {
   }
 }
 
-async function revoke(store: SqliteStore, args: string[]) {
+async function revoke(store: Store, args: string[]) {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   if (positionals.length !== 1) throw new UsageError('revoke takes one token name or id');
   const [nameOrId] = positionals;
@@ -123,7 +123,7 @@ async function revoke(store: SqliteStore, args: string[]) {
   throw new UsageError(known ? `${nameOrId} was already revoked` : `no token named ${nameOrId} (see: npm run token -- list)`);
 }
 
-const commands: Record<string, (store: SqliteStore, args: string[]) => Promise<void>> = { create, list, revoke };
+const commands: Record<string, (store: Store, args: string[]) => Promise<void>> = { create, list, revoke };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -136,9 +136,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`Unknown command "${command}".\n\n${usage}\n`);
     return 2;
   }
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
   try {
-    store = SqliteStore.open(loadConfig(process.env).databasePath);
+    store = await openStore(loadConfig(process.env).database);
     await run(store, args);
     return 0;
   } catch (error) {

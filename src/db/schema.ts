@@ -1,95 +1,21 @@
-import { sql } from 'drizzle-orm';
-import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import type { apiTokens, deliveries, deliveryAttempts, pacingReservations } from './sqlite-schema';
+import type * as postgres from './postgres-schema';
 
-export const channels = ['DING', 'EMAIL', 'SMS'] as const;
-export type ChannelName = (typeof channels)[number];
-
-export const deliveryStatuses = ['QUEUED', 'SENDING', 'SENT', 'RETRYING', 'FAILED', 'CANCELLED'] as const;
-export type DeliveryStatus = (typeof deliveryStatuses)[number];
-
-export const attemptOutcomes = ['SENT', 'RETRYABLE', 'PERMANENT', 'RATE_LIMITED', 'INTERRUPTED'] as const;
-export type AttemptOutcome = (typeof attemptOutcomes)[number];
-
-export const deliveries = sqliteTable(
-  'deliveries',
-  {
-    id: text().primaryKey(),
-    channel: text({ enum: channels }).notNull(),
-    status: text({ enum: deliveryStatuses }).notNull(),
-    provider: text().notNull(),
-    recipient: text().notNull(),
-    /** Non-secret message fields as JSON (what the API may show). */
-    payload: text().notNull(),
-    /** Encrypted secret fields (robot credentials, verification codes); erased once the delivery is final. */
-    sealedSecrets: text(),
-    callerId: text().notNull(),
-    idempotencyKey: text(),
-    requestHash: text(),
-    attempts: integer().notNull().default(0),
-    lastErrorCode: text(),
-    lastErrorMessage: text(),
-    providerMessageId: text(),
-    nextAttemptAt: integer(),
-    claimedUntil: integer(),
-    createdAt: integer().notNull(),
-    updatedAt: integer().notNull(),
-    sentAt: integer(),
-  },
-  (table) => [
-    index('deliveries_created_idx').on(table.createdAt, table.id),
-    index('deliveries_channel_created_idx').on(table.channel, table.createdAt, table.id),
-    index('deliveries_status_created_idx').on(table.status, table.createdAt, table.id),
-    index('deliveries_recipient_created_idx').on(table.recipient, table.createdAt, table.id),
-    index('deliveries_caller_created_idx').on(table.callerId, table.createdAt, table.id),
-    index('deliveries_due_idx')
-      .on(table.nextAttemptAt)
-      .where(sql`${table.status} in ('QUEUED', 'RETRYING')`),
-    index('deliveries_claimed_idx')
-      .on(table.claimedUntil)
-      .where(sql`${table.status} = 'SENDING'`),
-    uniqueIndex('deliveries_idempotency_idx').on(table.callerId, table.idempotencyKey),
-  ],
-);
-
-export const deliveryAttempts = sqliteTable(
-  'delivery_attempts',
-  {
-    id: integer().primaryKey({ autoIncrement: true }),
-    deliveryId: text()
-      .notNull()
-      .references(() => deliveries.id, { onDelete: 'cascade' }),
-    number: integer().notNull(),
-    channel: text({ enum: channels }).notNull(),
-    recipient: text().notNull(),
-    provider: text().notNull(),
-    startedAt: integer().notNull(),
-    durationMs: integer().notNull(),
-    outcome: text({ enum: attemptOutcomes }).notNull(),
-    providerCode: text(),
-    providerMessage: text(),
-  },
-  (table) => [
-    uniqueIndex('delivery_attempts_delivery_number_idx').on(table.deliveryId, table.number),
-    index('delivery_attempts_recipient_started_idx').on(table.channel, table.recipient, table.startedAt),
-  ],
-);
-
-export const apiTokens = sqliteTable(
-  'api_tokens',
-  {
-    id: text().primaryKey(),
-    name: text().notNull(),
-    tokenHash: text().notNull(),
-    /** JSON: { channels: ChannelName[], read: 'none' | 'own' | 'all' } */
-    scopes: text().notNull(),
-    createdAt: integer().notNull(),
-    revokedAt: integer(),
-    lastUsedAt: integer(),
-  },
-  (table) => [uniqueIndex('api_tokens_hash_idx').on(table.tokenHash), uniqueIndex('api_tokens_name_idx').on(table.name)],
-);
+export * from './enums';
 
 export type DeliveryRow = typeof deliveries.$inferSelect;
 export type NewDeliveryRow = typeof deliveries.$inferInsert;
 export type AttemptRow = typeof deliveryAttempts.$inferSelect;
 export type ApiTokenRow = typeof apiTokens.$inferSelect;
+export type PacingReservationRow = typeof pacingReservations.$inferSelect;
+
+// Both stores hand out the same rows: a column added to one schema and not the other fails to compile here.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const rowsMatch: [
+  Same<DeliveryRow, typeof postgres.deliveries.$inferSelect>,
+  Same<NewDeliveryRow, typeof postgres.deliveries.$inferInsert>,
+  Same<AttemptRow, typeof postgres.deliveryAttempts.$inferSelect>,
+  Same<ApiTokenRow, typeof postgres.apiTokens.$inferSelect>,
+  Same<PacingReservationRow, typeof postgres.pacingReservations.$inferSelect>,
+] = [true, true, true, true, true];
+void rowsMatch;

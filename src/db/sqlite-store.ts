@@ -1,30 +1,28 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Statement } from 'better-sqlite3';
-import { and, asc, count, eq, getTableColumns, gte, inArray, isNull, lt, min, or, sql, type Table } from 'drizzle-orm';
-import { toSnakeCase } from 'drizzle-orm/casing';
-import { migrationsCurrent, openDatabase, type Db } from './client';
+import { and, asc, count, eq, gte, inArray, isNull, lt, min, or, sql } from 'drizzle-orm';
+import { migrationsCurrent, openDatabase, type Db } from './sqlite-client';
+import { columnNames, selectList } from './columns';
+import type { ApiTokenRow, AttemptRow, DeliveryRow, NewDeliveryRow } from './schema';
+import { apiTokens, deliveries, deliveryAttempts } from './sqlite-schema';
 import {
-  apiTokens,
-  deliveries,
-  deliveryAttempts,
-  type ApiTokenRow,
-  type AttemptRow,
-  type DeliveryRow,
-  type NewDeliveryRow,
-} from './schema';
-import type {
-  DeliveryFilter,
-  DeliveryPatch,
-  InsertOutcome,
-  KeysetPage,
-  NewAttempt,
-  RecipientLimit,
-  StatsQuery,
-  StatsRow,
-  StatusCount,
-  Store,
+  reservationId,
+  type DeliveryFilter,
+  type DeliveryPatch,
+  type InsertOutcome,
+  type KeysetPage,
+  type NewAttempt,
+  type PacingOutcome,
+  type PacingRequest,
+  type PacingWindow,
+  type RecipientLimit,
+  type StatsQuery,
+  type StatsRow,
+  type StatusCount,
+  type Store,
 } from './store';
+import { attemptEffect, deferredEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
 
 // Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
 const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
@@ -32,20 +30,9 @@ const isSending = sql`${deliveries.status} = 'SENDING'`;
 /** Widest time slice `deliveryStats` counts in one statement. */
 const statsSliceMs = 3_600_000;
 
-const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
-
-/** Column key → its name in SQL, as drizzle spells it with `casing: 'snake_case'`. */
-function sqlNames(table: Table): Map<string, string> {
-  return new Map(
-    Object.entries(getTableColumns(table)).map(([key, column]) => [key, column.keyAsName ? toSnakeCase(column.name) : column.name]),
-  );
-}
-
-const deliveryNames = sqlNames(deliveries);
-const attemptNames = sqlNames(deliveryAttempts);
-const tokenNames = sqlNames(apiTokens);
-/** Every column under its TypeScript key, so that raw rows come back as drizzle's row types. */
-const selectList = (names: Map<string, string>) => [...names].map(([key, name]) => `"${name}" as "${key}"`).join(', ');
+const deliveryNames = columnNames(deliveries);
+const attemptNames = columnNames(deliveryAttempts);
+const tokenNames = columnNames(apiTokens);
 const deliveryColumns = selectList(deliveryNames);
 const attemptColumns = selectList(attemptNames);
 const tokenColumns = selectList(tokenNames);
@@ -70,6 +57,9 @@ const pacedWindowMs = 5;
  * `write`.
  */
 export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  /** The embedded database belongs to one gateway process. */
+  readonly shared = false;
   private readonly statements = new Map<string, Statement>();
   private pendingWrites: PendingWrite[] = [];
   private flushScheduled = false;
@@ -245,7 +235,7 @@ export class SqliteStore implements Store {
       if (existing) return { kind: 'existing', delivery: existing };
     }
     for (const limit of limits) {
-      const since = row.createdAt - limit.windowMs;
+      const since = limitWindowStart(limit, row.createdAt);
       const window = (
         limit.scope === 'caller'
           ? this.prepared('select count(*) as used, min(created_at) as oldest from deliveries where caller_id = ? and created_at > ?').get(
@@ -257,10 +247,8 @@ export class SqliteStore implements Store {
                where recipient = ? and channel = ? and created_at > ? and status <> 'CANCELLED'`,
             ).get(row.recipient, row.channel, since)
       ) as { used: number; oldest: number | null };
-      if (window.used >= limit.max) {
-        const retryAfterMs = Math.max(1000, (window.oldest ?? row.createdAt) + limit.windowMs - row.createdAt);
-        return { kind: 'limited', retryAfterMs, limit };
-      }
+      const retryAfterMs = limitRetryAfterMs(limit, window.used, window.oldest, row.createdAt);
+      if (retryAfterMs !== undefined) return { kind: 'limited', retryAfterMs, limit };
     }
     const values: Record<string, unknown> = {};
     for (const key of deliveryNames.keys()) values[key] = (row as Record<string, unknown>)[key] ?? (key === 'attempts' ? 0 : null);
@@ -274,18 +262,14 @@ export class SqliteStore implements Store {
   /** `update deliveries set <patch>` for one delivery, optionally only from some statuses; undefined when no row matched. */
   private updateDelivery(
     id: string,
-    patch: Record<string, unknown>,
+    patch: DeliveryPatch & { updatedAt: number },
     fromStatuses?: readonly DeliveryRow['status'][],
   ): DeliveryRow | undefined {
-    const keys = Object.keys(patch).filter((key) => patch[key] !== undefined);
-    const assignments = keys.map((key) => {
-      const name = deliveryNames.get(key);
-      if (!name) throw new Error(`not a deliveries column: ${key}`);
-      return `"${name}" = ?`;
-    });
+    const entries = patchEntries(patch);
+    const assignments = entries.map(([key]) => `"${deliveryNames.get(key)}" = ?`);
     const statuses = fromStatuses ? ` and status in (${fromStatuses.map(() => '?').join(', ')})` : '';
     return this.prepared(`update deliveries set ${assignments.join(', ')} where id = ?${statuses} returning ${deliveryColumns}`).get(
-      ...keys.map((key) => patch[key]),
+      ...entries.map(([, value]) => value),
       id,
       ...(fromStatuses ?? []),
     ) as DeliveryRow | undefined;
@@ -336,110 +320,110 @@ export class SqliteStore implements Store {
         `select id from deliveries indexed by deliveries_due_idx
          where status in ('QUEUED', 'RETRYING') and next_attempt_at <= ? order by next_attempt_at limit ?`,
       ).all(now, limit) as { id: string }[];
-      const stale =
-        due.length < limit
-          ? (this.prepared(
-              `select id from deliveries indexed by deliveries_claimed_idx
-               where status = 'SENDING' and claimed_until < ? order by claimed_until limit ?`,
-            ).all(now, limit - due.length) as { id: string }[])
-          : [];
       const claim = this.prepared(
         `update deliveries set status = 'SENDING', claimed_until = ?, updated_at = ? where id = ? returning ${deliveryColumns}`,
       );
-      const claimed: DeliveryRow[] = [];
-      for (const { id } of [...due, ...stale]) claimed.push(claim.get(leaseUntil, now, id) as DeliveryRow);
-      return claimed;
+      return due.map(({ id }) => claim.get(leaseUntil, now, id) as DeliveryRow);
     }, { paced: true });
   }
 
-  async releaseClaims(now: number, maxAttempts = Number.POSITIVE_INFINITY) {
-    return this.db.transaction((tx) => {
-      const caught = tx.select().from(deliveries).where(isSending).all();
-      for (const delivery of caught) {
-        const number = this.nextAttemptNumber(delivery);
-        tx.insert(deliveryAttempts)
-          .values({
-            deliveryId: delivery.id,
-            channel: delivery.channel,
-            recipient: delivery.recipient,
-            provider: delivery.provider,
-            number,
-            // Claiming sets updatedAt, so it is when the attempt began; how long it ran is unknown.
-            startedAt: delivery.updatedAt,
-            durationMs: 0,
-            outcome: 'INTERRUPTED',
-            providerCode: 'INTERRUPTED',
-            providerMessage: interruptedMessage,
-          })
-          .run();
-        const lastError = { lastErrorCode: 'INTERRUPTED', lastErrorMessage: interruptedMessage };
-        tx.update(deliveries)
-          .set(
-            number >= maxAttempts
-              ? { ...lastError, status: 'FAILED', attempts: number, claimedUntil: null, nextAttemptAt: null, sealedSecrets: null, updatedAt: now }
-              : { ...lastError, status: 'RETRYING', attempts: number, claimedUntil: null, nextAttemptAt: now, updatedAt: now },
-          )
-          .where(eq(deliveries.id, delivery.id))
-          .run();
+  async releaseClaims(now: number, maxAttempts: number, which: 'all' | 'lapsed') {
+    return this.write(() => {
+      const caught = (
+        which === 'all'
+          ? this.prepared(`select ${deliveryColumns} from deliveries where status = 'SENDING'`).all()
+          : this.prepared(
+              `select ${deliveryColumns} from deliveries indexed by deliveries_claimed_idx
+               where status = 'SENDING' and claimed_until < ? order by claimed_until`,
+            ).all(now)
+      ) as DeliveryRow[];
+      return caught.map((delivery) => {
+        const { attempt, changes } = interruptedEffect(delivery, this.lastAttemptNumber(delivery.id), now, maxAttempts);
+        this.insertAttempt(delivery, attempt.number, attempt);
+        this.endReservation(delivery.id, attempt.number);
+        return this.updateDelivery(delivery.id, changes)!;
+      });
+    });
+  }
+
+  async reservePacingSlot(request: PacingRequest, decide: (window: PacingWindow) => number | undefined): Promise<PacingOutcome> {
+    // Inside the write transaction: nothing else can reserve between the reads and the reservation.
+    return this.write((): PacingOutcome => {
+      const { channel, recipient, deliveryId, number, now } = request;
+      this.prepared('delete from pacing_reservations where channel = ? and recipient = ? and expires_at <= ?').run(channel, recipient, now);
+      const attemptStarts = (
+        this.prepared(
+          'select started_at as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? order by started_at',
+        ).all(channel, recipient, now - request.windowMs) as { startedAt: number }[]
+      ).map((row) => row.startedAt);
+      const { underway } = this.prepared(
+        'select count(*) as underway from pacing_reservations where channel = ? and recipient = ?',
+      ).get(channel, recipient) as { underway: number };
+      const { mutedAt } = this.prepared(
+        `select max(started_at) as mutedAt from delivery_attempts
+         where channel = ? and recipient = ? and started_at >= ? and outcome = 'RATE_LIMITED'`,
+      ).get(channel, recipient, now - request.muteMs) as { mutedAt: number | null };
+      const turns = (
+        this.prepared(
+          `select next_attempt_at as turn from deliveries indexed by deliveries_pending_recipient_idx
+           where recipient = ? and status in ('QUEUED', 'RETRYING') and next_attempt_at >= ?
+             and channel = ? and next_attempt_at > created_at and id <> ?`,
+        ).all(recipient, now - request.windowMs, channel, deliveryId) as { turn: number }[]
+      ).map((row) => row.turn);
+      const turn = decide({ attemptStarts, underway, mutedAt: mutedAt ?? undefined, turns });
+      if (turn === undefined) {
+        this.prepared(
+          'insert into pacing_reservations (id, channel, recipient, reserved_at, expires_at) values (?, ?, ?, ?, ?)',
+        ).run(reservationId(deliveryId, number), channel, recipient, now, request.expiresAt);
+        return { reserved: true };
       }
-      return caught.length;
-    }, { behavior: 'immediate' });
+      return { reserved: false, turn, delivery: this.updateDelivery(deliveryId, deferredEffect(turn, now), ['SENDING']) };
+    });
   }
 
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
     return this.write(() => {
       const current = this.deliveryNow(deliveryId);
       if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
-      const number = Math.max(attempt.number, this.nextAttemptNumber(current));
-      this.prepared(
-        `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
-           provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        deliveryId,
-        number,
-        current.channel,
-        current.recipient,
-        current.provider,
-        attempt.startedAt,
-        attempt.durationMs,
-        attempt.outcome,
-        attempt.providerCode,
-        attempt.providerMessage,
-      );
-      const updatedAt = attempt.startedAt + attempt.durationMs;
-      // A claim that lapsed (an attempt that outlived its lease) no longer decides the delivery's state.
-      const held = claimedUntil === undefined || (current.status === 'SENDING' && current.claimedUntil === claimedUntil);
-      return this.updateDelivery(
-        deliveryId,
-        held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt },
-      )!;
+      const { number, changes } = attemptEffect(current, this.lastAttemptNumber(deliveryId), attempt, patch, claimedUntil);
+      this.insertAttempt(current, number, attempt);
+      this.endReservation(deliveryId, attempt.number);
+      return this.updateDelivery(deliveryId, changes)!;
     }, { paced: true });
   }
 
-  private nextAttemptNumber(delivery: DeliveryRow): number {
-    const last = this.prepared('select max(number) as number from delivery_attempts where delivery_id = ?').get(delivery.id) as {
+  private insertAttempt(delivery: DeliveryRow, number: number, attempt: NewAttempt): void {
+    this.prepared(
+      `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
+         provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      delivery.id,
+      number,
+      delivery.channel,
+      delivery.recipient,
+      delivery.provider,
+      attempt.startedAt,
+      attempt.durationMs,
+      attempt.outcome,
+      attempt.providerCode,
+      attempt.providerMessage,
+    );
+  }
+
+  private endReservation(deliveryId: string, number: number): void {
+    this.prepared('delete from pacing_reservations where id = ?').run(reservationId(deliveryId, number));
+  }
+
+  private lastAttemptNumber(deliveryId: string): number | null {
+    return (this.prepared('select max(number) as number from delivery_attempts where delivery_id = ?').get(deliveryId) as {
       number: number | null;
-    };
-    return Math.max(delivery.attempts, last.number ?? 0) + 1;
+    }).number;
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
     return this.write(() => this.updateDelivery(id, { ...patch, updatedAt: Date.now() }, fromStatuses));
   }
 
-  async recentAttempts(channel: DeliveryRow['channel'], recipient: string, since: number) {
-    return this.prepared(
-      `select delivery_id as deliveryId, number, started_at as startedAt from delivery_attempts
-       where channel = ? and recipient = ? and started_at >= ? order by started_at`,
-    ).all(channel, recipient, since) as Pick<AttemptRow, 'deliveryId' | 'number' | 'startedAt'>[];
-  }
-
-  async lastAttemptAt(channel: DeliveryRow['channel'], recipient: string, outcome: AttemptRow['outcome'], since: number) {
-    const row = this.prepared(
-      'select max(started_at) as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? and outcome = ?',
-    ).get(channel, recipient, since, outcome) as { startedAt: number | null };
-    return row.startedAt ?? undefined;
-  }
 
   async countByStatus(): Promise<StatusCount[]> {
     return this.db

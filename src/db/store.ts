@@ -1,5 +1,7 @@
 import type { ApiTokenRow, AttemptRow, ChannelName, DeliveryRow, DeliveryStatus, NewDeliveryRow } from './schema';
 
+export type StoreKind = 'sqlite' | 'postgres';
+
 export interface DeliveryFilter {
   channel?: ChannelName;
   status?: DeliveryStatus;
@@ -84,41 +86,96 @@ export interface StatsRow extends StatusCount {
   bucketStart: number;
 }
 
+/** One attempt about to start on a paced channel (a DingTalk robot, say): the slot it asks for. */
+export interface PacingRequest {
+  channel: ChannelName;
+  recipient: string;
+  deliveryId: string;
+  /** The attempt's number: the reservation is `<delivery id>#<number>` and ends when that attempt is recorded. */
+  number: number;
+  now: number;
+  /** Attempts counted: those started at or after `now - windowMs`. */
+  windowMs: number;
+  /** A rate-limited attempt at or after `now - muteMs` means the recipient is muted. */
+  muteMs: number;
+  /** A reservation whose attempt was never recorded (its process died) stops counting then: the claim's end. */
+  expiresAt: number;
+}
+
+/** What the store read, in the same transaction, for the pacing rule to decide on. */
+export interface PacingWindow {
+  /** Start times of the attempts in the window, oldest first. */
+  attemptStarts: number[];
+  /** Reservations of attempts under way, not recorded yet. */
+  underway: number;
+  /** Start of the latest rate-limited attempt within the mute, if any. */
+  mutedAt?: number;
+  /** Turns already given out: when the other waiting deliveries to this recipient are due (rescheduled ones only). */
+  turns: number[];
+}
+
+/** Either the slot was reserved, or the delivery was sent back to wait until `turn` (and is no longer SENDING). */
+export type PacingOutcome = { reserved: true } | { reserved: false; turn: number; delivery?: DeliveryRow };
+
+export const reservationId = (deliveryId: string, number: number) => `${deliveryId}#${number}`;
+
+/** Tells the other processes on the same database which deliveries changed, and hears of theirs: ids only. */
+export interface ChangeFeed {
+  /** Deliveries this process changed (committed). */
+  announce(ids: readonly string[]): void;
+  /**
+   * `ids`: deliveries another process changed. `undefined`: the feed was cut and is back, and what changed meanwhile
+   * is unknown: read again whatever is being watched.
+   */
+  listen(handler: (ids: readonly string[] | undefined) => void): void;
+  /** False while the feed is cut (it reconnects by itself). */
+  readonly connected: boolean;
+}
+
 /**
  * Everything the gateway keeps. Async so that a networked database can implement it without touching the
  * delivery service or the resolvers. A write resolves only once it is durably committed; an implementation may commit
  * several callers' writes in one transaction (group commit) as long as each stays atomic and fails alone.
  */
 export interface Store {
+  readonly kind: StoreKind;
+  /**
+   * True when other gateway processes may use the database at the same time (PostgreSQL). Start-up then hands back only
+   * the claims whose lease ran out, never those of a replica still at work.
+   */
+  readonly shared: boolean;
   /** Records a delivery unless the caller's idempotency key is taken or a recipient limit is reached, atomically. */
   insertDelivery(row: NewDeliveryRow, limits?: RecipientLimit[]): Promise<InsertOutcome>;
   getDelivery(id: string): Promise<DeliveryRow | undefined>;
   getDeliveries(ids: readonly string[]): Promise<DeliveryRow[]>;
   listDeliveries(filter: DeliveryFilter, page: KeysetPage): Promise<DeliveryRow[]>;
   listAttempts(deliveryId: string): Promise<AttemptRow[]>;
-  /** Moves due deliveries (and SENDING ones whose claim expired) to SENDING with a claim until `leaseUntil`. */
+  /**
+   * Moves due deliveries (QUEUED or RETRYING, next attempt at or before `now`) to SENDING with a claim until
+   * `leaseUntil`. Never hands one delivery to two callers, also across processes.
+   */
   claimDue(now: number, limit: number, leaseUntil: number): Promise<DeliveryRow[]>;
   /**
-   * Hands every SENDING delivery back to the queue. Called once at start: the embedded database belongs to one gateway
-   * process, so a SENDING row at start was caught mid-attempt by a crash. Each such attempt is recorded as INTERRUPTED
-   * and counts towards `maxAttempts` (a message that crashes the gateway cannot loop forever).
+   * Hands SENDING deliveries back to the queue: `lapsed`, those whose claim ran out (its holder died or stalled); `all`,
+   * every one (at the start of the only process using the database: a SENDING row was caught mid-attempt by a crash).
+   * Each such attempt is recorded as INTERRUPTED and counts towards `maxAttempts`, so a message that crashes the
+   * gateway cannot loop forever. Returns the deliveries as they are now.
    */
-  releaseClaims(now: number, maxAttempts?: number): Promise<number>;
+  releaseClaims(now: number, maxAttempts: number, which: 'all' | 'lapsed'): Promise<DeliveryRow[]>;
   /**
-   * Records an attempt and applies its effect on the delivery in one transaction. With `claimedUntil`, the patch only
-   * applies while the delivery is still SENDING under that claim; otherwise only the attempt is recorded.
+   * Takes a slot for one attempt on a paced recipient, or sends the delivery back to wait: the store reads the window
+   * and applies `decide` (the pacing rule: undefined to go, else the time of its turn) in one transaction that no other
+   * reservation for the same recipient can interleave with, in this process or another.
+   */
+  reservePacingSlot(request: PacingRequest, decide: (window: PacingWindow) => number | undefined): Promise<PacingOutcome>;
+  /**
+   * Records an attempt, applies its effect on the delivery and ends its pacing reservation, in one transaction. With
+   * `claimedUntil`, the patch only applies while the delivery is still SENDING under that claim; otherwise only the
+   * attempt is recorded.
    */
   finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number): Promise<DeliveryRow>;
   /** Applies `patch` only while the delivery is in one of `fromStatuses`; undefined when it was not. */
   transition(id: string, fromStatuses: readonly DeliveryStatus[], patch: DeliveryPatch): Promise<DeliveryRow | undefined>;
-  /** Attempts started at or after `since` for this channel and recipient, oldest first. */
-  recentAttempts(
-    channel: ChannelName,
-    recipient: string,
-    since: number,
-  ): Promise<Pick<AttemptRow, 'deliveryId' | 'number' | 'startedAt'>[]>;
-  /** Start time of the latest attempt with this outcome for this channel and recipient at or after `since`. */
-  lastAttemptAt(channel: ChannelName, recipient: string, outcome: AttemptRow['outcome'], since: number): Promise<number | undefined>;
   countByStatus(): Promise<StatusCount[]>;
   oldestPendingCreatedAt(): Promise<number | undefined>;
   /** Deliveries not final yet (QUEUED, RETRYING, SENDING) by channel; read through the status index. */
@@ -131,6 +188,9 @@ export interface Store {
   listTokens(): Promise<ApiTokenRow[]>;
   revokeToken(nameOrId: string, now: number): Promise<boolean>;
   touchToken(id: string, now: number): Promise<void>;
+
+  /** Present when other processes share the database: how live updates reach them and theirs reach this one. */
+  readonly changes?: ChangeFeed;
 
   ping(): Promise<boolean>;
   migrationsCurrent(): Promise<boolean>;

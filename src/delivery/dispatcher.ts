@@ -1,4 +1,4 @@
-import { ChannelError, type Channels, type SendResult } from '../channels/channel';
+import { ChannelError, type Channels, type PacingRule, type SendResult } from '../channels/channel';
 import type { Config } from '../config';
 import type { DeliveryRow } from '../db/schema';
 import type { DeliveryPatch, NewAttempt, Store } from '../db/store';
@@ -6,10 +6,7 @@ import type { Logger } from '../logger';
 import type { SecretBox } from '../secrets';
 import type { DeliveryEvents } from './events';
 import { messageFromStored } from './inputs';
-
-const minuteMs = 60_000;
-/** DingTalk mutes a robot for 10 minutes once it answers "send too fast" (130101/410100). */
-export const robotMuteMs = 10 * minuteMs;
+import { pacingTurn } from './pacing';
 
 export interface DispatcherDeps {
   store: Store;
@@ -17,7 +14,7 @@ export interface DispatcherDeps {
   secretBox: SecretBox;
   events: DeliveryEvents;
   logger: Logger;
-  config: Pick<Config, 'dispatch' | 'ding' | 'providerTimeoutMs'>;
+  config: Pick<Config, 'dispatch' | 'providerTimeoutMs'>;
   now?: () => number;
   random?: () => number;
 }
@@ -26,6 +23,9 @@ export interface DispatcherDeps {
 export function attemptDeadlineMs(config: Pick<Config, 'providerTimeoutMs'>): number {
   return config.providerTimeoutMs + 1000;
 }
+
+/** How often the dispatcher looks for claims that ran out (a replica died, say). */
+const lapsedCheckMs = 1000;
 
 /** How long a channel gets to wind down after the abort before the dispatcher stops waiting for it. */
 export const abortGraceMs = 2000;
@@ -44,12 +44,8 @@ export class Dispatcher {
   /** Deliveries being sent: what DISPATCH_CONCURRENCY bounds. A slot frees once the send is over, so the next claim
    * can join the same group commit as the outcome's record instead of waiting for it. */
   private readonly sending = new Set<string>();
-  /** Per robot, the DingTalk attempts under way (`<delivery id>#<attempt number>`), recorded or not yet. */
-  private readonly robotReservations = new Map<string, Set<string>>();
-  /** Per robot, the tail of the queue of slot checks: check and reservation must not interleave. */
-  private readonly robotQueues = new Map<string, Promise<unknown>>();
-  /** Per robot, the time promised to each delivery sent back to wait, so the waiting ones do not all wake at once. */
-  private readonly robotPromised = new Map<string, Map<string, number>>();
+  /** When lapsed claims were last looked for. */
+  private lapsedCheckedAt = Number.NEGATIVE_INFINITY;
   private timer?: NodeJS.Timeout;
   private cycling = false;
   /** The claim cycle under way (or the last one): stop() lets it hand out what it claimed before waiting. */
@@ -125,6 +121,10 @@ export class Dispatcher {
         const room = this.deps.config.dispatch.concurrency - this.sending.size;
         if (room <= 0 || this.stopping) break;
         const now = this.now();
+        if (now - this.lapsedCheckedAt >= lapsedCheckMs) {
+          this.lapsedCheckedAt = now;
+          await this.release('lapsed');
+        }
         const claimed = await this.deps.store.claimDue(now, room, now + this.deps.config.dispatch.claimLeaseMs);
         for (const delivery of claimed) {
           this.sending.add(delivery.id);
@@ -152,21 +152,8 @@ export class Dispatcher {
     this.deps.events.publish(delivery);
 
     const number = delivery.attempts + 1;
-    const reservationKey = delivery.channel === 'DING' ? delivery.recipient : undefined;
-    const reservation = `${delivery.id}#${number}`;
-    if (reservationKey) {
-      const waitUntil = await this.reserveRobotSlot(reservationKey, delivery.id, reservation);
-      if (waitUntil !== undefined) {
-        const deferred = await store.transition(delivery.id, ['SENDING'], {
-          status: 'QUEUED',
-          nextAttemptAt: waitUntil,
-          claimedUntil: null,
-        });
-        if (deferred) events.publish(deferred);
-        log.debug({ nextAttemptAt: waitUntil }, 'robot at its per-minute limit; delivery waits its turn');
-        return;
-      }
-    }
+    const pacing = this.deps.channels[delivery.channel].pacing;
+    if (pacing && !(await this.takePacingSlot(delivery, number, pacing))) return;
 
     const startedAt = this.now();
     let result: SendResult | undefined;
@@ -231,15 +218,57 @@ export class Dispatcher {
         log.info({ attempt: number, providerMessageId: updated.providerMessageId }, 'delivery sent');
       }
     } catch (error) {
-      // Not recorded: the claim lapses and the delivery is attempted again (at-least-once).
+      // Not recorded: the claim lapses and the delivery is attempted again (at-least-once); a pacing reservation
+      // keeps counting until then, as the attempt most likely reached the provider.
       log.error({ err: error, attempt: number }, 'could not record the attempt');
-    } finally {
-      if (reservationKey) {
-        const underway = this.robotReservations.get(reservationKey);
-        underway?.delete(reservation);
-        if (underway?.size === 0) this.robotReservations.delete(reservationKey);
-      }
     }
+  }
+
+  /**
+   * Hands claimed deliveries back to the queue with an INTERRUPTED attempt: at start, every claim when this process is
+   * the database's only user (they were caught by a crash), else only lapsed ones; then now and again, lapsed ones
+   * (a replica that died leaves its claims to run out, and they move on here).
+   */
+  async release(which: 'all' | 'lapsed' = this.deps.store.shared ? 'lapsed' : 'all'): Promise<number> {
+    const released = await this.deps.store.releaseClaims(this.now(), this.deps.config.dispatch.maxAttempts, which);
+    for (const delivery of released) this.deps.events.publish(delivery);
+    if (released.length > 0) {
+      this.deps.logger.warn(
+        { released: released.length, deliveryIds: released.slice(0, 20).map((delivery) => delivery.id) },
+        which === 'all' ? 'picked up deliveries caught mid-attempt by the last stop' : 'picked up deliveries whose claim ran out',
+      );
+    }
+    return released.length;
+  }
+
+  /**
+   * A slot for this attempt within the recipient's pacing, or false after sending the delivery back to wait for its
+   * turn. A delivery that was given a turn before (or a retry time) keeps its place among the waiting ones.
+   */
+  private async takePacingSlot(delivery: DeliveryRow, number: number, pacing: PacingRule): Promise<boolean> {
+    const now = this.now();
+    const previousTurn =
+      delivery.nextAttemptAt !== null && delivery.nextAttemptAt > delivery.createdAt ? delivery.nextAttemptAt : undefined;
+    const outcome = await this.deps.store.reservePacingSlot(
+      {
+        channel: delivery.channel,
+        recipient: delivery.recipient,
+        deliveryId: delivery.id,
+        number,
+        now,
+        windowMs: pacing.windowMs,
+        muteMs: pacing.muteMs,
+        expiresAt: delivery.claimedUntil ?? now + this.deps.config.dispatch.claimLeaseMs,
+      },
+      (window) => pacingTurn(pacing, window, now, previousTurn),
+    );
+    if (outcome.reserved) return true;
+    if (outcome.delivery) this.deps.events.publish(outcome.delivery);
+    this.deps.logger.debug(
+      { deliveryId: delivery.id, channel: delivery.channel, nextAttemptAt: outcome.turn },
+      'recipient at its pacing limit; delivery waits its turn',
+    );
+    return false;
   }
 
   private outcome(
@@ -278,53 +307,5 @@ export class Dispatcher {
     const { baseDelayMs, maxDelayMs } = this.deps.config.dispatch;
     const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
     return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
-  }
-
-  /**
-   * Reserves a slot for one attempt on this robot (released when the attempt is recorded), or answers when to come
-   * back: after its per-minute allowance frees, or after DingTalk's mute once it answered "send too fast".
-   * Checks run one at a time per robot so that a batch claimed together cannot overrun the allowance.
-   */
-  private reserveRobotSlot(robot: string, deliveryId: string, reservation: string): Promise<number | undefined> {
-    const check = async (): Promise<number | undefined> => {
-      const now = this.now();
-      // Read before the attempts table, so an attempt finishing meanwhile is not missed; one already recorded there
-      // (its row is visible a moment before its reservation is released) is not counted twice.
-      const reserved = [...(this.robotReservations.get(robot) ?? [])];
-      const promised = this.robotPromised.get(robot) ?? new Map<string, number>();
-      const previousTurn = promised.get(deliveryId);
-      promised.delete(deliveryId);
-      const mutedAt = await this.deps.store.lastAttemptAt('DING', robot, 'RATE_LIMITED', now - robotMuteMs);
-      const limit = this.deps.config.ding.perRobotPerMinute;
-      const attempts = await this.deps.store.recentAttempts('DING', robot, now - minuteMs);
-      const recorded = new Set(attempts.map((attempt) => `${attempt.deliveryId}#${attempt.number}`));
-      const underway = reserved.filter((key) => !recorded.has(key)).length;
-      const recent = attempts.map((attempt) => attempt.startedAt);
-      if (mutedAt === undefined && recent.length + underway < limit) {
-        const reservations = this.robotReservations.get(robot) ?? new Set<string>();
-        this.robotReservations.set(robot, reservations.add(reservation));
-        if (promised.size === 0) this.robotPromised.delete(robot);
-        return undefined;
-      }
-      // Each waiting delivery gets its own turn: the time the minute has room again after the sends and the turns
-      // ahead of it. A newcomer queues behind every turn; one whose turn came too early keeps its place.
-      // Turns more than a minute old belong to deliveries that were cancelled or went another way.
-      for (const [id, at] of promised) if (at < now - minuteMs) promised.delete(id);
-      const ahead = [...promised.values()].filter((at) => previousTurn === undefined || at <= previousTurn);
-      const taken = [...recent, ...Array<number>(underway).fill(now), ...ahead].sort((a, b) => a - b);
-      const roomAt = taken.length >= limit ? taken[taken.length - limit] + minuteMs + 1 : now;
-      const turn = Math.max(roomAt, mutedAt === undefined ? 0 : mutedAt + robotMuteMs, now + 1000);
-      promised.set(deliveryId, turn);
-      this.robotPromised.set(robot, promised);
-      return turn;
-    };
-    const previous = this.robotQueues.get(robot) ?? Promise.resolve();
-    const result = previous.then(check, check);
-    const tail = result.catch(() => undefined);
-    this.robotQueues.set(robot, tail);
-    void tail.then(() => {
-      if (this.robotQueues.get(robot) === tail) this.robotQueues.delete(robot);
-    });
-    return result;
   }
 }

@@ -10,12 +10,11 @@ import { loadConfig } from '../../src/config';
 import { SqliteStore } from '../../src/db/sqlite-store';
 import { Dispatcher } from '../../src/delivery/dispatcher';
 import { DeliveryEvents } from '../../src/delivery/events';
-import { robotLabel } from '../../src/delivery/inputs';
 import { DeliveryService } from '../../src/delivery/service';
 import { createLogger } from '../../src/logger';
 import { SecretBox } from '../../src/secrets';
 import { startDingTalkEmulator, type DingTalkEmulator } from '../peers/ding-talk-emulator';
-import { deliveryFields, eventually, startGateway } from '../support/gateway';
+import { deliveryFields, eventually, sqlitePath, startGateway } from '../support/gateway';
 
 // DingTalk takes 20 messages a minute per robot and mutes it for 10 minutes past that. The gateway paces each robot
 // below the limit so a storm arrives late rather than lost; these tests count what the emulator actually received.
@@ -79,7 +78,11 @@ describe('per-robot pacing through the gateway (real clock)', () => {
     expect(waiting).toHaveLength(30 - limit);
     // Each waiting delivery was not attempted and is due about a minute after the first sends (the dispatcher
     // checks the window again when it is due, so a few ms early costs nothing).
-    const starts = (await gateway.store.recentAttempts('DING', robotLabel(robot.accessToken), 0)).map((attempt) => attempt.startedAt);
+    const attempts = await Promise.all(deliveries.map((delivery) => gateway.store.listAttempts(delivery.id)));
+    const starts = attempts
+      .flat()
+      .map((attempt) => attempt.startedAt)
+      .sort((a, b) => a - b);
     expect(starts).toHaveLength(limit);
     for (const row of waiting) {
       expect(row!.attempts).toBe(0);
@@ -105,18 +108,19 @@ async function storm(options: { perMinute?: number } = {}) {
     PROVIDER_TIMEOUT_MS: '2000',
     ...(options.perMinute ? { DINGTALK_ROBOT_PER_MINUTE: String(options.perMinute) } : {}),
   });
-  const store = SqliteStore.open(config.databasePath);
+  const store = SqliteStore.open(sqlitePath(config));
   // Counts each time a delivery is sent back to wait for its robot's turn.
   const deferrals = new Map<string, number>();
-  const transition = store.transition.bind(store);
-  store.transition = async (id, from, patch) => {
-    if (patch.status === 'QUEUED') deferrals.set(id, (deferrals.get(id) ?? 0) + 1);
-    return transition(id, from, patch);
+  const reserve = store.reservePacingSlot.bind(store);
+  store.reservePacingSlot = async (request, decide) => {
+    const outcome = await reserve(request, decide);
+    if (!outcome.reserved) deferrals.set(request.deliveryId, (deferrals.get(request.deliveryId) ?? 0) + 1);
+    return outcome;
   };
   const secretBox = new SecretBox(crypto.randomBytes(32));
   const events = new DeliveryEvents();
   const logger = createLogger({ level: 'silent', pretty: false });
-  const ding = new DingTalkRobotChannel({ baseUrl: emulator.url, timeoutMs: 2000, now });
+  const ding = new DingTalkRobotChannel({ baseUrl: emulator.url, timeoutMs: 2000, perMinute: config.ding.perRobotPerMinute, now });
   const channels = { DING: ding } as unknown as Channels;
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config, now, random: () => 0.5 });
   const service = new DeliveryService({ store, channels, dispatcher, events, secretBox, config, now });

@@ -513,7 +513,7 @@ describe('sendDing through the gateway to the DingTalk emulator', () => {
     const apiAnswers = JSON.stringify(answers);
     const database = Buffer.concat(
       ['', '-wal', '-shm']
-        .map((suffix) => `${gateway.config.databasePath}${suffix}`)
+        .map((suffix) => `${gateway.databasePath}${suffix}`)
         .filter((file) => fs.existsSync(file))
         .map((file) => fs.readFileSync(file)),
     );

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import type { Channels, SendContext } from '../../src/channels/channel';
 import { loadConfig } from '../../src/config';
+import { sqlitePath } from '../support/gateway';
 import { SqliteStore } from '../../src/db/sqlite-store';
 import { Dispatcher } from '../../src/delivery/dispatcher';
 import { DeliveryEvents } from '../../src/delivery/events';
@@ -26,7 +27,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 it('stop() during a claim waits for the attempts that claim starts: nothing is left SENDING', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-stop-claim-'));
   const config = loadConfig({ NODE_ENV: 'test', DATABASE_URL: `file:${path.join(dir, 'notify.db')}` });
-  const store = SqliteStore.open(config.databasePath);
+  const store = SqliteStore.open(sqlitePath(config));
   cleanups.push(async () => {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -23,7 +23,7 @@ const smsMutation = `mutation($input: SendSmsInput!) { sendSms(input: $input) { 
 
 /** The database file and its write-ahead log, as bytes (what a stolen disk or backup would show). */
 function databaseBytes(gateway: TestGateway): Buffer {
-  const file = gateway.config.databasePath;
+  const file = gateway.databasePath;
   return Buffer.concat([file, `${file}-wal`].filter((name) => fs.existsSync(name)).map((name) => fs.readFileSync(name)));
 }
 

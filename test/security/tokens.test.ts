@@ -21,7 +21,7 @@ function tokenCli(gateway: TestGateway, ...args: string[]): Promise<CliResult> {
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli/token.ts', ...args],
-      { cwd: root, env: { ...process.env, DATABASE_URL: `file:${gateway.config.databasePath}`, OPS_TOKENS: '' } },
+      { cwd: root, env: { ...process.env, DATABASE_URL: `file:${gateway.databasePath}`, OPS_TOKENS: '' } },
       (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -80,7 +80,7 @@ describe('npm run token -- create | list | revoke, and what each token may do', 
       blind: { channels: ['EMAIL'], read: 'none' },
     });
     gateway.store.db.$client.pragma('wal_checkpoint(TRUNCATE)');
-    const bytes = fs.readFileSync(gateway.config.databasePath);
+    const bytes = fs.readFileSync(gateway.databasePath);
     for (const { token } of Object.values(tokens)) expect(bytes.includes(Buffer.from(token))).toBe(false);
 
     expect([taken.code, missing.code, unknown.code]).toEqual([2, 2, 2]);

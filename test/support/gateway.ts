@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -8,16 +9,24 @@ import { createApp, type App } from '../../src/app';
 import type { Channels } from '../../src/channels/channel';
 import { closeChannels, createChannels, readyChannels } from '../../src/channels';
 import { loadConfig, type Config } from '../../src/config';
+import { openStore } from '../../src/db';
+import type { PostgresStore } from '../../src/db/postgres-store';
 import { SqliteStore } from '../../src/db/sqlite-store';
+import type { Store } from '../../src/db/store';
 import { createLogger, type Logger } from '../../src/logger';
 import { loadSecretKey, SecretBox } from '../../src/secrets';
+import { createTestDatabase, type TestDatabase } from './postgres';
 
 export const testToken = 'test-token-0123456789';
 
-export interface TestGateway {
+export interface TestGateway<S extends Store = SqliteStore> {
   app: App;
-  store: SqliteStore;
+  store: S;
   config: Config;
+  /** The SQLite file (SQLite gateways only). */
+  databasePath: string;
+  /** The PostgreSQL database (PostgreSQL gateways only). */
+  database?: TestDatabase;
   channels: Channels;
   logger: Logger;
   /** Every log line written, parsed. */
@@ -42,14 +51,30 @@ export interface TestGatewayOptions {
   channels?: Partial<Channels>;
   /** Do not start the dispatcher (to inspect QUEUED rows). */
   noDispatch?: boolean;
+  /** The store: SQLite (default) or a fresh PostgreSQL database, or this one (another replica on it). */
+  store?: 'sqlite' | 'postgres' | TestDatabase;
 }
 
-/** A gateway on a fresh database in a temporary folder, with the real migrations. */
-export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+/** The SQLite file a config names. */
+export function sqlitePath(config: Pick<Config, 'database'>): string {
+  if (config.database.kind !== 'sqlite') throw new Error('not a SQLite configuration');
+  return config.database.path;
+}
+
+/** A key shared by replicas of one test database (PostgreSQL needs NOTIFY_SECRET_KEY). */
+export const testSecretKey = crypto.randomBytes(32).toString('hex');
+
+/** A gateway on a fresh database (a temporary SQLite file, or a new PostgreSQL database), with the real migrations. */
+export async function startGateway(options: TestGatewayOptions & { store: 'postgres' | TestDatabase }): Promise<TestGateway<PostgresStore>>;
+export async function startGateway(options?: TestGatewayOptions & { store?: 'sqlite' }): Promise<TestGateway>;
+export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway<Store>> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-gateway-test-'));
+  const ownDatabase = options.store === 'postgres' ? await createTestDatabase() : undefined;
+  const database = ownDatabase ?? (typeof options.store === 'object' ? options.store : undefined);
   const config = loadConfig({
     NODE_ENV: 'test',
-    DATABASE_URL: `file:${path.join(dir, 'notify.db')}`,
+    DATABASE_URL: database ? database.url : `file:${path.join(dir, 'notify.db')}`,
+    ...(database ? { NOTIFY_SECRET_KEY: testSecretKey } : {}),
     OPS_TOKENS: testToken,
     LOG_LEVEL: 'debug',
     DISPATCH_POLL_MS: '50',
@@ -66,7 +91,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
     },
   });
   const logger = createLogger({ level: config.logLevel, pretty: false, destination });
-  const store = SqliteStore.open(config.databasePath);
+  const store = await openStore(config.database, { logger });
   const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
   const channels = { ...createChannels(config, logger), ...options.channels } as Channels;
   await readyChannels(channels);
@@ -74,10 +99,12 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
   if (!options.noDispatch) app.start();
   let server: http.Server | undefined;
 
-  const gateway: TestGateway = {
+  const gateway: TestGateway<Store> = {
     app,
     store,
     config,
+    databasePath: config.database.kind === 'sqlite' ? config.database.path : '',
+    database,
     channels,
     logger,
     logs,
@@ -108,6 +135,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
       }
       await closeChannels(channels);
       await store.close();
+      await ownDatabase?.drop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,80 @@
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import { migrationsFolder, refuseNewerSchema, schemaCurrent, type AppliedMigrations } from './migrations';
+import * as schema from './postgres-schema';
+
+export type PgDb = NodePgDatabase<typeof schema> & { $client: pg.Pool };
+
+/** Epoch-millisecond columns are bigint: read as JS numbers (exact up to 2^53, far beyond any date). */
+const parseInt8 = (value: string) => Number(value);
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+export interface PoolOptions {
+  url: string;
+  poolSize: number;
+  /** Shown in pg_stat_activity. */
+  applicationName: string;
+}
+
+export function connectionSettings({ url, applicationName }: Pick<PoolOptions, 'url' | 'applicationName'>): pg.ClientConfig {
+  return {
+    connectionString: url,
+    application_name: applicationName,
+    // A server that does not answer fails a request (and readiness) instead of hanging it.
+    connectionTimeoutMillis: 5000,
+    keepAlive: true,
+    types,
+  };
+}
+
+export function createPool(options: PoolOptions): pg.Pool {
+  return new pg.Pool({ ...connectionSettings(options), max: options.poolSize, idleTimeoutMillis: 30_000 });
+}
+
+/** Any 64-bit number will do, as long as it is the same in every replica: "notify-gateway migrate". */
+const migrationLockKey = 7_236_142_198_411_530_901n;
+
+/**
+ * Applies the committed drizzle-kit migrations under a session advisory lock, so that replicas starting together
+ * migrate once: the others wait for the lock, then find nothing left to do. A database migrated by a newer gateway is
+ * refused before anything is written.
+ */
+export async function migratePostgres(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('select pg_advisory_lock($1)', [migrationLockKey.toString()]);
+    try {
+      refuseNewerSchema('postgres', await appliedMigrations(client));
+      await migrate(drizzle({ client, schema, casing: 'snake_case' }), { migrationsFolder: migrationsFolder('postgres') });
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [migrationLockKey.toString()]);
+    }
+  } catch (error) {
+    broken = error as Error;
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+export async function appliedMigrations(client: pg.Pool | pg.PoolClient): Promise<AppliedMigrations> {
+  const table = await client.query<{ name: string | null }>("select to_regclass('drizzle.__drizzle_migrations')::text as name");
+  if (!table.rows[0]?.name) return { count: 0 };
+  const { rows } = await client.query<{ count: number; latest: number | null }>(
+    'select count(*)::int as count, max(created_at) as latest from drizzle.__drizzle_migrations',
+  );
+  return { count: rows[0].count, latest: rows[0].latest ?? undefined };
+}
+
+export async function postgresMigrationsCurrent(pool: pg.Pool): Promise<boolean> {
+  return schemaCurrent('postgres', await appliedMigrations(pool));
+}
+
+export function drizzleFor(pool: pg.Pool): PgDb {
+  return drizzle({ client: pool, schema, casing: 'snake_case' }) as PgDb;
+}

@@ -1,0 +1,478 @@
+import crypto from 'node:crypto';
+import { and, asc, eq, isNull, or } from 'drizzle-orm';
+import type pg from 'pg';
+import type { Logger } from '../logger';
+import { columnNames, selectList } from './columns';
+import { PostgresChangeFeed } from './postgres-change-feed';
+import { createPool, drizzleFor, migratePostgres, postgresMigrationsCurrent, type PgDb } from './postgres-client';
+import { apiTokens, deliveries, deliveryAttempts } from './postgres-schema';
+import type { ApiTokenRow, AttemptRow, ChannelName, DeliveryRow, NewDeliveryRow } from './schema';
+import {
+  reservationId,
+  type ChannelCount,
+  type DeliveryFilter,
+  type DeliveryPatch,
+  type InsertOutcome,
+  type KeysetPage,
+  type NewAttempt,
+  type PacingOutcome,
+  type PacingRequest,
+  type PacingWindow,
+  type RecipientLimit,
+  type StatsQuery,
+  type StatsRow,
+  type StatusCount,
+  type Store,
+} from './store';
+import { attemptEffect, deferredEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
+
+const deliveryNames = columnNames(deliveries);
+const attemptNames = columnNames(deliveryAttempts);
+const deliveryColumns = selectList(deliveryNames);
+const attemptColumns = selectList(attemptNames);
+const insertColumns = [...deliveryNames.values()].map((name) => `"${name}"`).join(', ');
+const insertParams = [...deliveryNames.keys()].map((_key, index) => `$${index + 1}`).join(', ');
+
+/** SQLSTATEs after which a transaction can simply run again. */
+const retryable = new Set(['40001', '40P01']);
+
+export interface PostgresStoreOptions {
+  url: string;
+  poolSize: number;
+  logger?: Logger;
+  /** Tells this process's writes apart in the change feed and in pg_stat_activity; random when omitted. */
+  replicaId?: string;
+}
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/**
+ * The store on a PostgreSQL server shared by several gateway replicas. Every decision that is not storage comes from
+ * store-rules.ts, as in the SQLite store; what differs is how replicas are kept apart: claims with FOR UPDATE SKIP
+ * LOCKED, limits and pacing under transaction-scoped advisory locks (one recipient at a time, across replicas), and a
+ * unique index for idempotency. PostgreSQL commits durably (synchronous_commit) and groups concurrent commits itself.
+ */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres';
+  readonly shared = true;
+  readonly db: PgDb;
+
+  private constructor(
+    readonly pool: pg.Pool,
+    readonly changes: PostgresChangeFeed,
+    private readonly logger?: Logger,
+  ) {
+    this.db = drizzleFor(pool);
+  }
+
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const replicaId = options.replicaId ?? crypto.randomBytes(4).toString('hex');
+    const applicationName = `notify-gateway ${replicaId}`;
+    const pool = createPool({ url: options.url, poolSize: options.poolSize, applicationName });
+    // An idle connection whose server went away reports here; unhandled, it would end the process.
+    pool.on('error', (error) => options.logger?.warn({ err: error }, 'PostgreSQL connection lost; the pool reconnects on demand'));
+    try {
+      await migratePostgres(pool);
+      const changes = new PostgresChangeFeed(pool, { url: options.url, applicationName, replicaId }, options.logger);
+      await changes.start();
+      return new PostgresStore(pool, changes, options.logger);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw error;
+    }
+  }
+
+  get replicaId(): string {
+    return this.changes.replicaId;
+  }
+
+  /** Runs `work` in one transaction on one connection; runs it again after a serialization failure or deadlock. */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('begin');
+        const result = await work(client);
+        await client.query('commit');
+        return result;
+      } catch (error) {
+        await client.query('rollback').catch((rollbackError: Error) => (broken = rollbackError));
+        if (retryable.has((error as { code?: string }).code ?? '') && attempt < 5) continue;
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  /** A transaction-scoped advisory lock on a text key: held until commit or rollback, by one transaction at a time. */
+  private async lock(client: pg.PoolClient, key: string): Promise<void> {
+    await client.query({ name: 'lock', text: 'select pg_advisory_xact_lock(hashtextextended($1, 0))', values: [key] });
+  }
+
+  async insertDelivery(row: NewDeliveryRow, limits: RecipientLimit[] = []): Promise<InsertOutcome> {
+    const values = [...deliveryNames.keys()].map((key) => (row as Record<string, unknown>)[key] ?? (key === 'attempts' ? 0 : null));
+    if (limits.length === 0) {
+      // One statement, committed on its own. Two requests with one idempotency key: the unique index makes the second
+      // wait for the first and then insert nothing; it reads the first one's row instead.
+      const created = await this.insertRow(this.pool, values);
+      if (created) return { kind: 'created', delivery: created };
+      return { kind: 'existing', delivery: await this.existing(this.pool, row) };
+    }
+    return this.transaction(async (client) => {
+      // Every replica takes the same locks in the same order before counting: the counts cannot be raced.
+      const keys = [...new Set(limits.map((limit) => limitLockKey(limit, row)))].sort();
+      for (const key of keys) await this.lock(client, key);
+      if (row.idempotencyKey != null) {
+        const found = await this.findByKey(client, row.callerId, row.idempotencyKey);
+        if (found) return { kind: 'existing', delivery: found };
+      }
+      for (const limit of limits) {
+        const since = limitWindowStart(limit, row.createdAt);
+        const { rows } = await client.query<{ used: number; oldest: number | null }>(
+          limit.scope === 'caller'
+            ? {
+                name: 'limit-caller',
+                text: 'select count(*) as used, min(created_at) as oldest from deliveries where caller_id = $1 and created_at > $2',
+                values: [row.callerId, since],
+              }
+            : {
+                name: 'limit-recipient',
+                text: `select count(*) as used, min(created_at) as oldest from deliveries
+                       where recipient = $1 and channel = $2 and created_at > $3 and status <> 'CANCELLED'`,
+                values: [row.recipient, row.channel, since],
+              },
+        );
+        const retryAfterMs = limitRetryAfterMs(limit, rows[0].used, rows[0].oldest, row.createdAt);
+        if (retryAfterMs !== undefined) return { kind: 'limited', retryAfterMs, limit };
+      }
+      const created = await this.insertRow(client, values);
+      if (created) return { kind: 'created', delivery: created };
+      return { kind: 'existing', delivery: await this.existing(client, row) };
+    });
+  }
+
+  private async insertRow(client: Queryable, values: unknown[]): Promise<DeliveryRow | undefined> {
+    const { rows } = await client.query<DeliveryRow>({
+      name: 'insert-delivery',
+      text: `insert into deliveries (${insertColumns}) values (${insertParams})
+             on conflict (caller_id, idempotency_key) do nothing returning ${deliveryColumns}`,
+      values,
+    });
+    return rows[0];
+  }
+
+  private async findByKey(client: Queryable, callerId: string, key: string): Promise<DeliveryRow | undefined> {
+    const { rows } = await client.query<DeliveryRow>({
+      name: 'delivery-by-key',
+      text: `select ${deliveryColumns} from deliveries where caller_id = $1 and idempotency_key = $2`,
+      values: [callerId, key],
+    });
+    return rows[0];
+  }
+
+  private async existing(client: Queryable, row: NewDeliveryRow): Promise<DeliveryRow> {
+    const found = row.idempotencyKey != null ? await this.findByKey(client, row.callerId, row.idempotencyKey) : undefined;
+    if (!found) throw new Error(`delivery ${row.id} was neither inserted nor found by its idempotency key`);
+    return found;
+  }
+
+  async getDelivery(id: string) {
+    return this.deliveryById(this.pool, id);
+  }
+
+  private async deliveryById(client: Queryable, id: string, forUpdate = false): Promise<DeliveryRow | undefined> {
+    const { rows } = await client.query<DeliveryRow>({
+      name: forUpdate ? 'delivery-for-update' : 'delivery',
+      text: `select ${deliveryColumns} from deliveries where id = $1${forUpdate ? ' for update' : ''}`,
+      values: [id],
+    });
+    return rows[0];
+  }
+
+  async getDeliveries(ids: readonly string[]) {
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query<DeliveryRow>({
+      name: 'deliveries-by-id',
+      text: `select ${deliveryColumns} from deliveries where id = any($1::text[])`,
+      values: [ids],
+    });
+    return rows;
+  }
+
+  async listDeliveries(filter: DeliveryFilter, page: KeysetPage) {
+    const conditions: string[] = [];
+    const values: unknown[] = [];
+    const where = (condition: (...params: string[]) => string, ...params: unknown[]) => {
+      conditions.push(condition(...params.map((value) => `$${values.push(value)}`)));
+    };
+    if (filter.channel) where((p) => `channel = ${p}`, filter.channel);
+    if (filter.status) where((p) => `status = ${p}`, filter.status);
+    if (filter.recipient !== undefined) where((p) => `recipient = ${p}`, filter.recipient);
+    if (filter.callerId !== undefined) where((p) => `caller_id = ${p}`, filter.callerId);
+    if (filter.createdAfter !== undefined) where((p) => `created_at > ${p}`, filter.createdAfter);
+    if (filter.createdBefore !== undefined) where((p) => `created_at < ${p}`, filter.createdBefore);
+    if (page.after) where((a, b) => `(created_at, id) < (${a}, ${b})`, page.after.createdAt, page.after.id);
+    if (page.before) where((a, b) => `(created_at, id) > (${a}, ${b})`, page.before.createdAt, page.before.id);
+    const order = page.inverted ? 'asc' : 'desc';
+    const text = `select ${deliveryColumns} from deliveries${conditions.length > 0 ? ` where ${conditions.join(' and ')}` : ''}
+      order by created_at ${order}, id ${order} limit $${values.push(page.limit)}`;
+    // Each combination of filters is its own statement, prepared once per connection.
+    const { rows } = await this.pool.query<DeliveryRow>({ name: `list:${hash(text)}`, text, values });
+    return rows;
+  }
+
+  async listAttempts(deliveryId: string) {
+    const { rows } = await this.pool.query<AttemptRow>({
+      name: 'attempts',
+      text: `select ${attemptColumns} from delivery_attempts where delivery_id = $1 order by number`,
+      values: [deliveryId],
+    });
+    return rows;
+  }
+
+  async claimDue(now: number, limit: number, leaseUntil: number) {
+    // One statement: the rows the sub-select locks stay locked by the UPDATE's transaction, and rows another replica is
+    // claiming at this moment are skipped, not waited for. Literal statuses let the planner use the partial index.
+    const { rows } = await this.pool.query<DeliveryRow>({
+      name: 'claim-due',
+      text: `update deliveries set status = 'SENDING', claimed_until = $2, updated_at = $1
+             where id in (
+               select id from deliveries
+               where status in ('QUEUED', 'RETRYING') and next_attempt_at <= $1
+               order by next_attempt_at limit $3
+               for update skip locked)
+             returning ${deliveryColumns}`,
+      values: [now, leaseUntil, limit],
+    });
+    return rows;
+  }
+
+  async releaseClaims(now: number, maxAttempts: number, which: 'all' | 'lapsed') {
+    return this.transaction(async (client) => {
+      // Skips rows another replica is releasing (or finishing) right now; 500 at a time, the rest on the next pass.
+      const { rows: caught } = await client.query<DeliveryRow>({
+        name: `caught-${which}`,
+        text: `select ${deliveryColumns} from deliveries
+               where status = 'SENDING'${which === 'lapsed' ? ' and claimed_until < $1' : ''}
+               order by claimed_until limit 500 for update skip locked`,
+        values: which === 'lapsed' ? [now] : [],
+      });
+      const released: DeliveryRow[] = [];
+      for (const delivery of caught) {
+        const { attempt, changes } = interruptedEffect(delivery, await this.lastAttemptNumber(client, delivery.id), now, maxAttempts);
+        released.push(await this.recordAttempt(client, delivery, attempt.number, attempt, changes));
+      }
+      return released;
+    });
+  }
+
+  async reservePacingSlot(request: PacingRequest, decide: (window: PacingWindow) => number | undefined): Promise<PacingOutcome> {
+    const { channel, recipient, deliveryId, number, now } = request;
+    return this.transaction(async (client) => {
+      // One recipient's reservations are decided one at a time, whichever replica asks.
+      await this.lock(client, `pacing:${channel}:${recipient}`);
+      const { rows } = await client.query<{ starts: number[]; underway: number; mutedAt: number | null; turns: number[] }>({
+        name: 'pacing-window',
+        text: `with expired as (
+                 delete from pacing_reservations where channel = $1 and recipient = $2 and expires_at <= $3)
+               select
+                 array(select started_at::float8 from delivery_attempts
+                       where channel = $1 and recipient = $2 and started_at >= $4 order by started_at) as starts,
+                 (select count(*) from pacing_reservations
+                  where channel = $1 and recipient = $2 and expires_at > $3) as underway,
+                 (select max(started_at) from delivery_attempts
+                  where channel = $1 and recipient = $2 and started_at >= $5 and outcome = 'RATE_LIMITED') as "mutedAt",
+                 array(select next_attempt_at::float8 from deliveries
+                       where recipient = $2 and status in ('QUEUED', 'RETRYING') and next_attempt_at >= $4
+                         and channel = $1 and next_attempt_at > created_at and id <> $6) as turns`,
+        values: [channel, recipient, now, now - request.windowMs, now - request.muteMs, deliveryId],
+      });
+      const window = rows[0];
+      const turn = decide({
+        attemptStarts: window.starts,
+        underway: window.underway,
+        mutedAt: window.mutedAt ?? undefined,
+        turns: window.turns,
+      });
+      if (turn === undefined) {
+        await client.query({
+          name: 'reserve',
+          text: 'insert into pacing_reservations (id, channel, recipient, reserved_at, expires_at) values ($1, $2, $3, $4, $5)',
+          values: [reservationId(deliveryId, number), channel, recipient, now, request.expiresAt],
+        });
+        return { reserved: true };
+      }
+      return { reserved: false, turn, delivery: await this.update(client, deliveryId, deferredEffect(turn, now), ['SENDING']) };
+    });
+  }
+
+  async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
+    return this.transaction(async (client) => {
+      const current = await this.deliveryById(client, deliveryId, true);
+      if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
+      const { number, changes } = attemptEffect(current, await this.lastAttemptNumber(client, deliveryId), attempt, patch, claimedUntil);
+      return this.recordAttempt(client, current, number, attempt, changes, attempt.number);
+    });
+  }
+
+  /** Inserts the attempt, ends its pacing reservation and updates the delivery: one statement. */
+  private async recordAttempt(
+    client: pg.PoolClient,
+    delivery: DeliveryRow,
+    number: number,
+    attempt: NewAttempt,
+    changes: DeliveryPatch & { updatedAt: number },
+    reservedAs = number,
+  ): Promise<DeliveryRow> {
+    const entries = patchEntries(changes);
+    const values: unknown[] = [
+      delivery.id,
+      number,
+      delivery.channel,
+      delivery.recipient,
+      delivery.provider,
+      attempt.startedAt,
+      attempt.durationMs,
+      attempt.outcome,
+      attempt.providerCode,
+      attempt.providerMessage,
+      reservationId(delivery.id, reservedAs),
+    ];
+    const assignments = entries.map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
+    const text = `with attempt as (
+        insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
+          provider_code, provider_message) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),
+      reservation as (delete from pacing_reservations where id = $11)
+      update deliveries set ${assignments.join(', ')} where id = $1 returning ${deliveryColumns}`;
+    const { rows } = await client.query<DeliveryRow>({ name: `record:${hash(text)}`, text, values });
+    return rows[0];
+  }
+
+  private async lastAttemptNumber(client: pg.PoolClient, deliveryId: string): Promise<number | null> {
+    const { rows } = await client.query<{ number: number | null }>({
+      name: 'last-attempt-number',
+      text: 'select max(number) as number from delivery_attempts where delivery_id = $1',
+      values: [deliveryId],
+    });
+    return rows[0].number;
+  }
+
+  private async update(
+    client: Queryable,
+    id: string,
+    patch: DeliveryPatch & { updatedAt: number },
+    fromStatuses?: readonly DeliveryRow['status'][],
+  ): Promise<DeliveryRow | undefined> {
+    const values: unknown[] = [id];
+    const assignments = patchEntries(patch).map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
+    const statuses = fromStatuses ? ` and status = any($${values.push(fromStatuses)}::text[])` : '';
+    const text = `update deliveries set ${assignments.join(', ')} where id = $1${statuses} returning ${deliveryColumns}`;
+    const { rows } = await client.query<DeliveryRow>({ name: `update:${hash(text)}`, text, values });
+    return rows[0];
+  }
+
+  async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
+    return this.update(this.pool, id, { ...patch, updatedAt: Date.now() }, fromStatuses);
+  }
+
+  async countByStatus(): Promise<StatusCount[]> {
+    const { rows } = await this.pool.query<StatusCount>(
+      'select channel, status, count(*)::int as count from deliveries group by channel, status',
+    );
+    return rows;
+  }
+
+  async oldestPendingCreatedAt() {
+    const { rows } = await this.pool.query<{ oldest: number | null }>({
+      name: 'oldest-pending',
+      text: `select min(created_at) as oldest from deliveries where status in ('QUEUED', 'RETRYING', 'SENDING')`,
+    });
+    return rows[0].oldest ?? undefined;
+  }
+
+  async countPending(): Promise<ChannelCount[]> {
+    const { rows } = await this.pool.query<ChannelCount>({
+      name: 'count-pending',
+      text: `select channel, count(*)::int as count from deliveries
+             where status in ('QUEUED', 'RETRYING', 'SENDING') group by channel`,
+    });
+    return rows;
+  }
+
+  async deliveryStats({ from, to, bucketMs, channel, callerId }: StatsQuery): Promise<StatsRow[]> {
+    if (!Number.isSafeInteger(bucketMs) || bucketMs <= 0) throw new RangeError('bucketMs must be a positive integer');
+    // Counted by the server in one pass (the event loop only waits for the answer); creation times are never negative,
+    // so integer division is the floor.
+    const { rows } = await this.pool.query<StatsRow>({
+      name: 'delivery-stats',
+      text: `select (created_at / $3::bigint) * $3::bigint as "bucketStart", channel, status, count(*)::int as count
+             from deliveries
+             where created_at >= $1 and created_at < $2
+               and ($4::text is null or channel = $4) and ($5::text is null or caller_id = $5)
+             group by 1, channel, status
+             order by 1, channel, status`,
+      values: [from, to, bucketMs, channel ?? null, callerId ?? null],
+    });
+    return rows.map((row) => ({ ...row, channel: row.channel as ChannelName }));
+  }
+
+  async findTokenByHash(tokenHash: string) {
+    const { rows } = await this.pool.query<ApiTokenRow>({
+      name: 'token-by-hash',
+      text: `select id, name, token_hash as "tokenHash", scopes, created_at as "createdAt", revoked_at as "revokedAt",
+               last_used_at as "lastUsedAt" from api_tokens where token_hash = $1`,
+      values: [tokenHash],
+    });
+    return rows[0];
+  }
+
+  async insertToken(row: ApiTokenRow) {
+    await this.db.insert(apiTokens).values(row);
+  }
+
+  async listTokens() {
+    return this.db.select().from(apiTokens).orderBy(asc(apiTokens.createdAt));
+  }
+
+  async revokeToken(nameOrId: string, now: number) {
+    const revoked = await this.db
+      .update(apiTokens)
+      .set({ revokedAt: now })
+      .where(and(or(eq(apiTokens.name, nameOrId), eq(apiTokens.id, nameOrId)), isNull(apiTokens.revokedAt)))
+      .returning({ id: apiTokens.id });
+    return revoked.length > 0;
+  }
+
+  async touchToken(id: string, now: number) {
+    await this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, id));
+  }
+
+  async ping() {
+    try {
+      await this.pool.query('select 1');
+      return this.changes.connected;
+    } catch {
+      return false;
+    }
+  }
+
+  async migrationsCurrent() {
+    return postgresMigrationsCurrent(this.pool);
+  }
+
+  async close() {
+    await this.changes.close();
+    await this.pool.end();
+  }
+}
+
+/** Two sends counted by the same limit take the same lock: one token, or one recipient on one channel. */
+function limitLockKey(limit: RecipientLimit, row: NewDeliveryRow): string {
+  return limit.scope === 'caller' ? `limit:caller:${row.callerId}` : `limit:${row.channel}:${row.recipient}`;
+}
+
+function hash(text: string): string {
+  return crypto.createHash('sha1').update(text).digest('base64url').slice(0, 16);
+}

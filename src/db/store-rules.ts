@@ -1,0 +1,100 @@
+import type { DeliveryRow } from './schema';
+import type { DeliveryPatch, NewAttempt, RecipientLimit } from './store';
+
+// The decisions every store makes the same way. A store only reads and writes; what the rows it read mean, and what it
+// may write, is decided here.
+
+/** The columns a patch may set, and nothing else (never the id, the recipient, the payload or who sent it). */
+const patchable = new Set<string>([
+  'status',
+  'attempts',
+  'lastErrorCode',
+  'lastErrorMessage',
+  'providerMessageId',
+  'nextAttemptAt',
+  'claimedUntil',
+  'sentAt',
+  'sealedSecrets',
+  'updatedAt',
+]);
+
+/** The patch's columns with a value (undefined means "leave it"), checked against what a patch may change. */
+export function patchEntries(patch: DeliveryPatch & { updatedAt?: number }): [string, unknown][] {
+  const entries = Object.entries(patch).filter(([, value]) => value !== undefined);
+  for (const [key] of entries) if (!patchable.has(key)) throw new Error(`a delivery patch cannot set ${key}`);
+  return entries;
+}
+
+/**
+ * A recipient limit over the deliveries already in its window (`used` of them, the oldest created at `oldest`):
+ * undefined when one more fits, else how long until the oldest leaves the window (at least a second).
+ */
+export function limitRetryAfterMs(limit: RecipientLimit, used: number, oldest: number | null, createdAt: number): number | undefined {
+  if (used < limit.max) return undefined;
+  return Math.max(1000, (oldest ?? createdAt) + limit.windowMs - createdAt);
+}
+
+/** Where a recipient limit's window starts for a delivery created at `createdAt` (rows created after it count). */
+export const limitWindowStart = (limit: RecipientLimit, createdAt: number) => createdAt - limit.windowMs;
+
+/** The number the next recorded attempt of this delivery gets: after every attempt counted or recorded. */
+export function nextAttemptNumber(delivery: Pick<DeliveryRow, 'attempts'>, lastRecorded: number | null): number {
+  return Math.max(delivery.attempts, lastRecorded ?? 0) + 1;
+}
+
+/**
+ * What recording an attempt does to its delivery. The attempt keeps its number unless another was recorded under it
+ * meanwhile. A claim that lapsed (the attempt outlived its lease, and someone else may hold the delivery now) no longer
+ * decides the delivery's state: only the count of attempts moves.
+ */
+export function attemptEffect(
+  current: DeliveryRow,
+  lastRecorded: number | null,
+  attempt: NewAttempt,
+  patch: DeliveryPatch,
+  claimedUntil: number | undefined,
+): { number: number; changes: DeliveryPatch & { updatedAt: number } } {
+  const number = Math.max(attempt.number, nextAttemptNumber(current, lastRecorded));
+  const updatedAt = attempt.startedAt + attempt.durationMs;
+  const held = claimedUntil === undefined || (current.status === 'SENDING' && current.claimedUntil === claimedUntil);
+  return {
+    number,
+    changes: held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt },
+  };
+}
+
+export const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
+
+/**
+ * A SENDING delivery whose attempt was cut off (its process died, or its claim lapsed): the attempt is recorded as
+ * INTERRUPTED and counts, and the delivery is retried at once unless that was its last attempt.
+ */
+export function interruptedEffect(
+  delivery: DeliveryRow,
+  lastRecorded: number | null,
+  now: number,
+  maxAttempts: number,
+): { attempt: NewAttempt; changes: DeliveryPatch & { updatedAt: number } } {
+  const number = nextAttemptNumber(delivery, lastRecorded);
+  const lastError = { lastErrorCode: 'INTERRUPTED', lastErrorMessage: interruptedMessage };
+  return {
+    attempt: {
+      number,
+      // Claiming sets updatedAt, so it is when the attempt began; how long it ran is unknown.
+      startedAt: delivery.updatedAt,
+      durationMs: 0,
+      outcome: 'INTERRUPTED',
+      providerCode: 'INTERRUPTED',
+      providerMessage: interruptedMessage,
+    },
+    changes:
+      number >= maxAttempts
+        ? { ...lastError, status: 'FAILED', attempts: number, claimedUntil: null, nextAttemptAt: null, sealedSecrets: null, updatedAt: now }
+        : { ...lastError, status: 'RETRYING', attempts: number, claimedUntil: null, nextAttemptAt: now, updatedAt: now },
+  };
+}
+
+/** A paced delivery sent back to wait for its turn: not attempted, its claim given up. */
+export function deferredEffect(turn: number, now: number): DeliveryPatch & { updatedAt: number } {
+  return { status: 'QUEUED', nextAttemptAt: turn, claimedUntil: null, updatedAt: now };
+}

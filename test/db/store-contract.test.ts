@@ -1,0 +1,349 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DeliveryRow } from '../../src/db/schema';
+import { reservationId, type NewAttempt, type PacingWindow, type RecipientLimit, type Store, type StoreKind } from '../../src/db/store';
+import { postgresAvailable } from '../support/postgres';
+import { deliveryRow, openTestStores, type TestStores } from '../support/stores';
+
+// One contract, both stores: every test below runs against SQLite and against PostgreSQL, and the PostgreSQL run opens
+// several stores on one database where the property is about several processes.
+
+const kinds: StoreKind[] = ['sqlite', 'postgres'];
+const minuteMs = 60_000;
+
+const attempt = (overrides: Partial<NewAttempt> = {}): NewAttempt => ({
+  number: 1,
+  startedAt: Date.now(),
+  durationMs: 5,
+  outcome: 'SENT',
+  providerCode: null,
+  providerMessage: null,
+  ...overrides,
+});
+
+describe.each(kinds)('Store contract: %s', (kind) => {
+  const skip = kind === 'postgres' && !postgresAvailable();
+  let stores: TestStores;
+  let store: Store;
+
+  beforeEach(async () => {
+    if (skip) return;
+    stores = await openTestStores(kind);
+    store = stores.store;
+  });
+  afterEach(async () => {
+    if (skip) return;
+    await stores.close();
+  });
+
+  const test = skip ? it.skip : it;
+
+  async function created(overrides: Parameters<typeof deliveryRow>[0] = {}, limits?: RecipientLimit[]): Promise<DeliveryRow> {
+    const outcome = await store.insertDelivery(deliveryRow(overrides), limits);
+    if (outcome.kind !== 'created') throw new Error(`not created: ${outcome.kind}`);
+    return outcome.delivery;
+  }
+
+  test('says what it is: the kind, and whether other processes share it', () => {
+    expect(store.kind).toBe(kind);
+    expect(store.shared).toBe(kind === 'postgres');
+    expect(Boolean(store.changes)).toBe(kind === 'postgres');
+  });
+
+  test('hands back the row it stored, with numbers as numbers and absent values as null', async () => {
+    const row = deliveryRow({ sealedSecrets: 'v1.sealed', idempotencyKey: 'k-1', requestHash: 'h' });
+    const outcome = await store.insertDelivery(row);
+    const expected = {
+      ...row,
+      attempts: 0,
+      lastErrorCode: null,
+      lastErrorMessage: null,
+      providerMessageId: null,
+      claimedUntil: null,
+      sentAt: null,
+    };
+    expect(outcome).toEqual({ kind: 'created', delivery: expected });
+    expect(await store.getDelivery(row.id)).toEqual(expected);
+    expect(typeof (await store.getDelivery(row.id))!.createdAt).toBe('number');
+    expect(await store.getDeliveries([row.id, 'dlv_missing'])).toEqual([expected]);
+    expect(await store.getDelivery('dlv_missing')).toBeUndefined();
+  });
+
+  test('lists newest first with every filter, and pages by keyset in both directions', async () => {
+    const base = Date.now() - 100_000;
+    const rows: DeliveryRow[] = [];
+    for (let n = 0; n < 12; n++) {
+      rows.push(
+        await created({
+          createdAt: base + n * 1000,
+          channel: n % 2 === 0 ? 'EMAIL' : 'SMS',
+          recipient: n % 3 === 0 ? '+8613800138000' : `r${n}@example.com`,
+          callerId: n < 6 ? 'env:1' : 'tok_b',
+        }),
+      );
+    }
+    const newestFirst = [...rows].reverse().map((row) => row.id);
+    const ids = (list: DeliveryRow[]) => list.map((row) => row.id);
+    expect(ids(await store.listDeliveries({}, { limit: 20, inverted: false }))).toEqual(newestFirst);
+    expect(ids(await store.listDeliveries({ channel: 'SMS' }, { limit: 20, inverted: false }))).toEqual(
+      newestFirst.filter((_id, index) => rows[11 - index].channel === 'SMS'),
+    );
+    expect(ids(await store.listDeliveries({ recipient: '+8613800138000' }, { limit: 20, inverted: false }))).toHaveLength(4);
+    expect(ids(await store.listDeliveries({ callerId: 'tok_b', status: 'QUEUED' }, { limit: 20, inverted: false }))).toEqual(
+      newestFirst.slice(0, 6),
+    );
+    expect(
+      ids(await store.listDeliveries({ createdAfter: base + 3000, createdBefore: base + 7000 }, { limit: 20, inverted: false })),
+    ).toEqual([rows[6], rows[5], rows[4]].map((row) => row.id));
+    const firstPage = await store.listDeliveries({}, { limit: 5, inverted: false });
+    const last = firstPage.at(-1)!;
+    const next = await store.listDeliveries({}, { limit: 5, inverted: false, after: { createdAt: last.createdAt, id: last.id } });
+    expect(ids(next)).toEqual(newestFirst.slice(5, 10));
+    const back = await store.listDeliveries({}, { limit: 5, inverted: true, before: { createdAt: next[0].createdAt, id: next[0].id } });
+    expect(ids(back).reverse()).toEqual(newestFirst.slice(0, 5));
+  });
+
+  test('the same idempotency key from many writers at once: one delivery, the others get it back', async () => {
+    const writers = [store, await stores.another(), await stores.another()];
+    const outcomes = await Promise.all(
+      Array.from({ length: 30 }, (_, n) => writers[n % 3].insertDelivery(deliveryRow({ idempotencyKey: 'same-key', requestHash: 'h' }))),
+    );
+    const createdOnes = outcomes.filter((outcome) => outcome.kind === 'created');
+    expect(createdOnes).toHaveLength(1);
+    const id = createdOnes[0].kind === 'created' ? createdOnes[0].delivery.id : '';
+    for (const outcome of outcomes) expect(outcome.kind === 'limited' ? undefined : outcome.delivery.id).toBe(id);
+    // Another caller may use the same key for its own delivery.
+    expect((await store.insertDelivery(deliveryRow({ idempotencyKey: 'same-key', callerId: 'tok_other' }))).kind).toBe('created');
+  });
+
+  test('a recipient limit holds exactly when many writers race for the last places', async () => {
+    const limit: RecipientLimit = { windowMs: minuteMs, max: 3, label: '3 a minute' };
+    const writers = [store, await stores.another(), await stores.another()];
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, (_, n) =>
+        writers[n % 3].insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613800138000' }), [limit]),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.kind === 'created')).toHaveLength(3);
+    const limited = outcomes.filter((outcome) => outcome.kind === 'limited');
+    expect(limited).toHaveLength(9);
+    for (const outcome of limited) {
+      if (outcome.kind !== 'limited') continue;
+      expect(outcome.limit).toBe(limit);
+      expect(outcome.retryAfterMs).toBeGreaterThan(minuteMs - 5000);
+      expect(outcome.retryAfterMs).toBeLessThanOrEqual(minuteMs);
+    }
+    // Other numbers and other channels are counted apart.
+    expect((await store.insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613900139000' }), [limit])).kind).toBe('created');
+    expect((await store.insertDelivery(deliveryRow({ channel: 'EMAIL', recipient: '+8613800138000' }), [limit])).kind).toBe('created');
+  });
+
+  test('a cancelled delivery leaves its place; an idempotent repeat never counts against the limit', async () => {
+    const limit: RecipientLimit = { windowMs: minuteMs, max: 1, label: '1 a minute' };
+    const first = await created({ channel: 'SMS', recipient: '+8613800138000', idempotencyKey: 'k', requestHash: 'h' }, [limit]);
+    const repeat = await store.insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613800138000', idempotencyKey: 'k' }), [limit]);
+    expect(repeat).toMatchObject({ kind: 'existing', delivery: { id: first.id } });
+    expect((await store.insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613800138000' }), [limit])).kind).toBe('limited');
+    await store.transition(first.id, ['QUEUED'], { status: 'CANCELLED', nextAttemptAt: null });
+    expect((await store.insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613800138000' }), [limit])).kind).toBe('created');
+  });
+
+  test('a per-caller limit counts every channel of that caller', async () => {
+    const limit: RecipientLimit = { windowMs: minuteMs, max: 2, label: '2 a minute per token', scope: 'caller' };
+    const writers = [store, await stores.another()];
+    const outcomes = await Promise.all(
+      Array.from({ length: 6 }, (_, n) =>
+        writers[n % 2].insertDelivery(deliveryRow({ callerId: 'tok_a', channel: n % 2 ? 'SMS' : 'EMAIL', recipient: `r${n}` }), [limit]),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.kind === 'created')).toHaveLength(2);
+    expect((await store.insertDelivery(deliveryRow({ callerId: 'tok_b' }), [limit])).kind).toBe('created');
+  });
+
+  test('claims only what is due, and never hands one delivery to two claimers', async () => {
+    const now = Date.now();
+    const due = await Promise.all(Array.from({ length: 60 }, (_, n) => created({ recipient: `r${n}@example.com`, nextAttemptAt: now - n })));
+    await created({ nextAttemptAt: now + 60_000 });
+    const claimers = [store, await stores.another(), await stores.another()];
+    const claimed: DeliveryRow[][] = [[], [], []];
+    await Promise.all(
+      claimers.map(async (claimer, index) => {
+        for (;;) {
+          const batch = await claimer.claimDue(now, 7, now + 30_000);
+          if (batch.length === 0) return;
+          claimed[index].push(...batch);
+        }
+      }),
+    );
+    const all = claimed.flat();
+    expect(all).toHaveLength(60);
+    expect(new Set(all.map((row) => row.id)).size).toBe(60);
+    expect(new Set(all.map((row) => row.id))).toEqual(new Set(due.map((row) => row.id)));
+    for (const row of all) expect(row).toMatchObject({ status: 'SENDING', claimedUntil: now + 30_000, updatedAt: now });
+  });
+
+  test('records an attempt under its claim; a lapsed claim only counts the attempt', async () => {
+    const delivery = await created();
+    const now = Date.now();
+    const [claimed] = await store.claimDue(now, 1, now + 30_000);
+    const sent = await store.finishAttempt(
+      delivery.id,
+      attempt({ startedAt: now, durationMs: 12 }),
+      { status: 'SENT', sentAt: now + 12, attempts: 1, claimedUntil: null, nextAttemptAt: null, providerMessageId: 'm-1' },
+      claimed.claimedUntil!,
+    );
+    expect(sent).toMatchObject({ status: 'SENT', attempts: 1, providerMessageId: 'm-1', claimedUntil: null, updatedAt: now + 12 });
+    // A late report from a claim that is no longer held: recorded with the next number, the state stays.
+    const late = await store.finishAttempt(
+      delivery.id,
+      attempt({ number: 1, outcome: 'RETRYABLE', providerCode: '421' }),
+      { status: 'RETRYING', nextAttemptAt: now },
+      now - 1,
+    );
+    expect(late).toMatchObject({ status: 'SENT', attempts: 2 });
+    expect((await store.listAttempts(delivery.id)).map((row) => [row.number, row.outcome, row.durationMs])).toEqual([
+      [1, 'SENT', 12],
+      [2, 'RETRYABLE', 5],
+    ]);
+  });
+
+  test('a patch cannot change what a delivery is (its recipient, payload or caller)', async () => {
+    const delivery = await created();
+    await expect(store.transition(delivery.id, ['QUEUED'], { recipient: 'x@example.com' } as never)).rejects.toThrow(/cannot set recipient/);
+    expect(await store.getDelivery(delivery.id)).toMatchObject({ recipient: delivery.recipient, status: 'QUEUED' });
+    expect(await store.transition(delivery.id, ['FAILED'], { status: 'QUEUED' })).toBeUndefined();
+  });
+
+  test('hands back lapsed claims (or all of them) as INTERRUPTED attempts that count', async () => {
+    const now = Date.now();
+    const lapsed = await created({ recipient: 'a@example.com', nextAttemptAt: now - 3 });
+    const held = await created({ recipient: 'b@example.com', nextAttemptAt: now - 2 });
+    const lastChance = await created({ recipient: 'c@example.com', attempts: 2, sealedSecrets: 'v1.x', nextAttemptAt: now - 1 });
+    await store.claimDue(now, 1, now - 1); // the oldest first: `lapsed`
+    await store.claimDue(now, 1, now + 60_000);
+    await store.claimDue(now, 1, now - 1);
+    const released = await store.releaseClaims(now, 3, 'lapsed');
+    expect(released.map((row) => row.id).sort()).toEqual([lapsed.id, lastChance.id].sort());
+    expect(await store.getDelivery(lapsed.id)).toMatchObject({ status: 'RETRYING', attempts: 1, lastErrorCode: 'INTERRUPTED', nextAttemptAt: now });
+    expect(await store.getDelivery(lastChance.id)).toMatchObject({ status: 'FAILED', attempts: 3, sealedSecrets: null });
+    expect(await store.getDelivery(held.id)).toMatchObject({ status: 'SENDING' });
+    expect((await store.listAttempts(lapsed.id)).map((row) => [row.number, row.outcome])).toEqual([[1, 'INTERRUPTED']]);
+    expect((await store.releaseClaims(now, 3, 'all')).map((row) => row.id)).toEqual([held.id]);
+  });
+
+  test('pacing: a recipient gets at most its allowance, whichever writer asks, and the others are given turns', async () => {
+    const robot = 'robot:abc';
+    const now = Date.now();
+    await Promise.all(Array.from({ length: 8 }, () => created({ channel: 'DING', recipient: robot, nextAttemptAt: now })));
+    const claimers = [store, await stores.another(), await stores.another()];
+    const claimed = await store.claimDue(now, 8, now + 30_000);
+    expect(claimed).toHaveLength(8);
+    const windows: PacingWindow[] = [];
+    const outcomes = await Promise.all(
+      claimed.map((delivery, index) =>
+        claimers[index % 3].reservePacingSlot(
+          { channel: 'DING', recipient: robot, deliveryId: delivery.id, number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 30_000 },
+          (window) => {
+            windows.push(window);
+            return window.attemptStarts.length + window.underway < 5 ? undefined : now + minuteMs + window.turns.length;
+          },
+        ),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.reserved)).toHaveLength(5);
+    const deferred = outcomes.filter((outcome) => !outcome.reserved);
+    expect(deferred).toHaveLength(3);
+    // Decided one at a time: each saw the reservations before it, and the turns given out before it.
+    expect(windows.map((window) => window.underway + window.turns.length)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const outcome of deferred) {
+      if (outcome.reserved) continue;
+      expect(outcome.delivery).toMatchObject({ status: 'QUEUED', claimedUntil: null, nextAttemptAt: outcome.turn, attempts: 0 });
+    }
+    // Recording an attempt ends its reservation in the same transaction; the attempt counts instead.
+    const reservedIds = claimed.filter((_row, index) => outcomes[index].reserved).map((row) => row.id);
+    await store.finishAttempt(reservedIds[0], attempt({ startedAt: now }), { status: 'SENT', attempts: 1, claimedUntil: null });
+    let seen: PacingWindow | undefined;
+    await store.reservePacingSlot(
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
+      (window) => {
+        seen = window;
+        return now + 1;
+      },
+    );
+    expect(seen).toMatchObject({ attemptStarts: [now], underway: 4, mutedAt: undefined });
+    expect(seen!.turns).toHaveLength(3);
+    // A reservation whose process died stops counting when its claim would have lapsed.
+    await store.reservePacingSlot(
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now: now + 30_000, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 60_000 },
+      (window) => {
+        seen = window;
+        return now + 1;
+      },
+    );
+    expect(seen!.underway).toBe(0);
+    expect(reservationId('dlv_x', 2)).toBe('dlv_x#2');
+  });
+
+  test('pacing: a rate-limited attempt within the mute is reported', async () => {
+    const robot = 'robot:muted';
+    const now = Date.now();
+    const delivery = await created({ channel: 'DING', recipient: robot });
+    await store.finishAttempt(delivery.id, attempt({ startedAt: now - 1000, outcome: 'RATE_LIMITED', providerCode: '130101' }), {
+      status: 'RETRYING',
+      attempts: 1,
+      nextAttemptAt: now + 10 * minuteMs,
+    });
+    let seen: PacingWindow | undefined;
+    await store.reservePacingSlot(
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_other', number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
+      (window) => {
+        seen = window;
+        return undefined;
+      },
+    );
+    expect(seen).toEqual({ attemptStarts: [now - 1000], underway: 0, mutedAt: now - 1000, turns: [now + 10 * minuteMs] });
+  });
+
+  test('counts for dashboards and metrics', async () => {
+    const hour = 3_600_000;
+    const base = Math.floor(Date.now() / (2 * hour)) * 2 * hour - 2 * hour;
+    await created({ createdAt: base + 10, channel: 'EMAIL' });
+    await created({ createdAt: base + 20, channel: 'SMS', recipient: '+8613800138000' });
+    const late = await created({ createdAt: base + hour + 5, channel: 'EMAIL', callerId: 'tok_b' });
+    await store.transition(late.id, ['QUEUED'], { status: 'CANCELLED' });
+    expect(await store.deliveryStats({ from: base, to: base + 2 * hour, bucketMs: hour })).toEqual([
+      { bucketStart: base, channel: 'EMAIL', status: 'QUEUED', count: 1 },
+      { bucketStart: base, channel: 'SMS', status: 'QUEUED', count: 1 },
+      { bucketStart: base + hour, channel: 'EMAIL', status: 'CANCELLED', count: 1 },
+    ]);
+    expect(await store.deliveryStats({ from: base, to: base + 2 * hour, bucketMs: hour, callerId: 'tok_b' })).toHaveLength(1);
+    expect(await store.deliveryStats({ from: base, to: base + 2 * hour, bucketMs: 2 * hour, channel: 'EMAIL' })).toEqual([
+      { bucketStart: base, channel: 'EMAIL', status: 'CANCELLED', count: 1 },
+      { bucketStart: base, channel: 'EMAIL', status: 'QUEUED', count: 1 },
+    ]);
+    const sort = <T extends { channel: string }>(rows: T[]) => [...rows].sort((a, b) => a.channel.localeCompare(b.channel));
+    expect(sort(await store.countPending())).toEqual([
+      { channel: 'EMAIL', count: 1 },
+      { channel: 'SMS', count: 1 },
+    ]);
+    expect(await store.oldestPendingCreatedAt()).toBe(base + 10);
+    expect((await store.countByStatus()).reduce((sum, row) => sum + row.count, 0)).toBe(3);
+  });
+
+  test('tokens: stored by hash, listed, revoked once, touched', async () => {
+    const row = { id: 'tok_1', name: 'ci', tokenHash: 'a'.repeat(64), scopes: '{"channels":["EMAIL"],"read":"own"}', createdAt: 1, revokedAt: null, lastUsedAt: null };
+    await store.insertToken(row);
+    expect(await store.findTokenByHash(row.tokenHash)).toEqual(row);
+    await store.touchToken('tok_1', 50);
+    expect(await store.listTokens()).toEqual([{ ...row, lastUsedAt: 50 }]);
+    // Revoked through one connection, refused through every other from its next lookup.
+    const other = await stores.another();
+    expect(await store.revokeToken('ci', 99)).toBe(true);
+    expect(await store.revokeToken('tok_1', 100)).toBe(false);
+    expect((await other.findTokenByHash(row.tokenHash))?.revokedAt).toBe(99);
+  });
+
+  test('answers a ping and knows its migrations are current', async () => {
+    expect(await store.ping()).toBe(true);
+    expect(await store.migrationsCurrent()).toBe(true);
+  });
+});
