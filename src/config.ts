@@ -95,7 +95,7 @@ const envSchema = z
     SEND_WAIT_MS: int(5000),
     SHUTDOWN_TIMEOUT_MS: int(10000),
     PROVIDER_TIMEOUT_MS: int(10000, 1),
-    DISPATCH_CONCURRENCY: int(64, 1),
+    DISPATCH_CONCURRENCY: int(64, 0),
     DISPATCH_POLL_MS: int(500, 10),
     CLAIM_LEASE_MS: int(60000, 1000),
     RETRY_MAX_ATTEMPTS: int(20, 1),
@@ -152,6 +152,13 @@ const envSchema = z
         code: 'custom',
         path: ['CLAIM_LEASE_MS'],
         message: `must be longer than PROVIDER_TIMEOUT_MS + 3000 (${env.PROVIDER_TIMEOUT_MS + 3000}), or a slow attempt could be claimed twice`,
+      });
+    }
+    if (env.DISPATCH_CONCURRENCY === 0 && !isPostgresUrl(env.DATABASE_URL)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DISPATCH_CONCURRENCY'],
+        message: 'can be 0 (accept only, other replicas send) only with a PostgreSQL DATABASE_URL: nothing would ever be sent',
       });
     }
     if (isPostgresUrl(env.DATABASE_URL) && !env.NOTIFY_SECRET_KEY) {

@@ -7,7 +7,7 @@ import { ConfigError, describeDatabase, loadConfig, type Config } from './config
 import { openStore } from './db';
 import { SchemaTooNewError } from './db/migrations';
 import { createLogger } from './logger';
-import { loadSecretKey, SecretBox } from './secrets';
+import { checkSecretKey, loadSecretKey, SecretBox } from './secrets';
 
 // Under load the request machinery (yoga, envelop, whatwg-node) promotes garbage into the old generation at ~10 MB/s,
 // and V8 lets a small heap grow up to 4× its live size before collecting it: 220 MB resident in a 10 s burst. Grown
@@ -30,14 +30,21 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger({ level: config.logLevel, pretty: config.env === 'development' && process.stdout.isTTY });
-const store = await openStore(config.database, { logger }).catch((error: Error) => {
-  // A schema from a newer gateway, or a database that cannot be reached: one clear line, exit 1.
-  const reason = error instanceof SchemaTooNewError ? error.message : `cannot open the database: ${error.message}`;
-  logger.fatal({ database: describeDatabase(config.database) }, reason);
+/** One clear line, the log flushed, exit 1. */
+function fatal(message: string, fields: Record<string, unknown> = {}): Promise<never> {
+  logger.fatal(fields, message);
   logger.flush(() => process.exit(1));
   return new Promise<never>(() => {});
-});
+}
+
+const store = await openStore(config.database, { logger }).catch((error: Error) =>
+  // A schema from a newer gateway, or a database that cannot be reached.
+  fatal(error instanceof SchemaTooNewError ? error.message : `cannot open the database: ${error.message}`, {
+    database: describeDatabase(config.database),
+  }),
+);
 const secretBox = new SecretBox(loadSecretKey(config.secretKey, config.dataDir));
+await checkSecretKey(store, secretBox).catch((error: Error) => fatal(error.message));
 const channels = createChannels(config, logger);
 const app = createApp({ config, store, channels, secretBox, logger });
 
@@ -54,8 +61,11 @@ await readyChannels(channels);
 
 const server = http.createServer(app.handler);
 server.on('error', (error: NodeJS.ErrnoException) => {
-  logger.fatal({ code: error.code, host: config.host, port: config.port }, `cannot listen on ${config.host}:${config.port}: ${error.code ?? error.message}`);
-  logger.flush(() => process.exit(1));
+  void fatal(`cannot listen on ${config.host}:${config.port}: ${error.code ?? error.message}`, {
+    code: error.code,
+    host: config.host,
+    port: config.port,
+  });
 });
 server.listen(config.port, config.host, () => {
   app.start();

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Store } from './db/store';
 
 const keyFileName = 'secret.key';
 
@@ -55,4 +56,24 @@ export class SecretBox {
   digest(value: string): string {
     return crypto.createHmac('sha256', this.key).update(value).digest('base64url');
   }
+}
+
+export class SecretKeyMismatchError extends Error {
+  constructor() {
+    super(
+      'The secret key (NOTIFY_SECRET_KEY, or secret.key in the data folder) is not the one this database was first used ' +
+        'with: pending robot credentials and SMS codes sealed with the other key could not be opened. Start with the ' +
+        'same key as the first gateway (every replica must share it).',
+    );
+    this.name = 'SecretKeyMismatchError';
+  }
+}
+
+/**
+ * Records a check value of the key at the first start (a keyed hash, which does not reveal the key) and refuses a
+ * different key afterwards: a replica with its own key would fail every DingTalk and SMS delivery it claims.
+ */
+export async function checkSecretKey(store: Store, secretBox: SecretBox): Promise<void> {
+  const check = secretBox.digest('notify-gateway secret key check');
+  if ((await store.settingOnce('secret_key_check', check)) !== check) throw new SecretKeyMismatchError();
 }

@@ -449,10 +449,19 @@ export class PostgresStore implements Store {
     await this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, id));
   }
 
+  async settingOnce(name: string, value: string) {
+    const { rows } = await this.pool.query<{ value: string }>(
+      `with stored as (insert into gateway_settings (name, value) values ($1, $2) on conflict (name) do nothing returning value)
+       select value from stored union all select value from gateway_settings where name = $1 limit 1`,
+      [name, value],
+    );
+    return rows[0].value;
+  }
+
   async ping() {
     try {
       await this.pool.query('select 1');
-      return this.changes.connected;
+      return true;
     } catch {
       return false;
     }

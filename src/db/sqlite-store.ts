@@ -516,6 +516,13 @@ export class SqliteStore implements Store {
     this.db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, id)).run();
   }
 
+  async settingOnce(name: string, value: string) {
+    return this.write(() => {
+      this.prepared('insert into gateway_settings (name, value) values (?, ?) on conflict (name) do nothing').run(name, value);
+      return (this.prepared('select value from gateway_settings where name = ?').get(name) as { value: string }).value;
+    });
+  }
+
   async ping() {
     try {
       this.db.$client.prepare('select 1').get();

@@ -189,6 +189,9 @@ export interface Store {
   revokeToken(nameOrId: string, now: number): Promise<boolean>;
   touchToken(id: string, now: number): Promise<void>;
 
+  /** The value stored under `name`, after storing `value` there when it held none: the first writer wins. */
+  settingOnce(name: string, value: string): Promise<string>;
+
   /** Present when other processes share the database: how live updates reach them and theirs reach this one. */
   readonly changes?: ChangeFeed;
 

@@ -44,6 +44,8 @@ export class Dispatcher {
   /** Deliveries being sent: what DISPATCH_CONCURRENCY bounds. A slot frees once the send is over, so the next claim
    * can join the same group commit as the outcome's record instead of waiting for it. */
   private readonly sending = new Set<string>();
+  /** Since when claim cycles fail (the database is unreachable, say), while they do. */
+  private failingSince?: number;
   /** When lapsed claims were last looked for. */
   private lapsedCheckedAt = Number.NEGATIVE_INFINITY;
   private timer?: NodeJS.Timeout;
@@ -138,9 +140,17 @@ export class Dispatcher {
           this.inFlight.set(delivery.id, attempt);
         }
         if (claimed.length === room) this.again = true;
+        if (this.failingSince !== undefined) {
+          this.deps.logger.info({ failedForMs: this.now() - this.failingSince }, 'dispatching again: the database answers');
+          this.failingSince = undefined;
+        }
       } while (this.again && !this.stopping);
     } catch (error) {
-      this.deps.logger.error({ err: error }, 'dispatch cycle failed');
+      // Tried again at the next poll; while the database stays unreachable, one line for the whole episode.
+      if (this.failingSince === undefined) {
+        this.failingSince = this.now();
+        this.deps.logger.error({ err: error }, 'dispatch cycle failed; retrying at every poll');
+      }
     } finally {
       this.cycling = false;
     }

@@ -30,11 +30,13 @@ export function createOperationsRoutes({ store, dispatcher, metrics, metricsOnMa
     if (url.pathname === '/healthz') return json({ status: 'ok' });
     if (url.pathname === '/readyz') {
       const database = await check(() => store.ping());
-      const checks = {
+      const checks: Record<string, 'ok' | 'failing'> = {
         database,
         migrations: database === 'ok' ? await check(() => store.migrationsCurrent()) : 'failing',
         dispatcher: dispatcher.running ? 'ok' : 'failing',
       };
+      // Replicas on one database: this one hears of the others' changes (waiting callers, subscriptions).
+      if (store.changes) checks.liveUpdates = store.changes.connected ? 'ok' : 'failing';
       const ready = Object.values(checks).every((state) => state === 'ok');
       return json({ status: ready ? 'ready' : 'not ready', checks }, ready ? 200 : 503);
     }

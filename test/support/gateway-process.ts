@@ -4,7 +4,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { testToken } from './gateway';
+import { testSecretKey, testToken } from './gateway';
+import type { TestDatabase } from './postgres';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -14,6 +15,17 @@ export interface GatewayProcessOptions {
   /** Folder of the database (and secret key); a fresh temporary one when omitted. Reuse it to restart "the same" gateway. */
   dir?: string;
   readyTimeoutMs?: number;
+  /** Run the bundle `npm start` runs (dist/main.js, built by the test setup, with npm start's node flags). */
+  bundle?: boolean;
+  /** A PostgreSQL database instead of the SQLite file (with the key every replica of it shares). */
+  database?: TestDatabase;
+}
+
+/** node's flags in `npm start`, read from package.json so the tests run the gateway exactly so. */
+function startFlags(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const command = pkg.scripts.start.split('&&').at(-1)!.trim().split(/\s+/);
+  return command.slice(1, -1);
 }
 
 export interface Exit {
@@ -37,6 +49,8 @@ export interface GatewayProcess {
     variables?: Record<string, unknown>,
     options?: { token?: string; headers?: Record<string, string> },
   ): Promise<{ status: number; body: { data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] } }>;
+  /** A GET on the gateway over the keep-alive connections (legacy REST routes, /readyz): status and parsed JSON. */
+  get(pathAndQuery: string, options?: { token?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any }>;
   /** Sends a signal to the gateway process itself. */
   kill(signal: NodeJS.Signals): void;
   /** SIGTERM and wait for the exit. */
@@ -61,7 +75,8 @@ function agentFor(): http.Agent {
 export async function spawnGateway(options: GatewayProcessOptions = {}): Promise<GatewayProcess> {
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'notify-gateway-process-'));
   const databasePath = path.join(dir, 'notify.db');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const args = options.bundle ? [...startFlags(), 'dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
@@ -70,7 +85,8 @@ export async function spawnGateway(options: GatewayProcessOptions = {}): Promise
       NODE_ENV: 'test',
       HOST: '127.0.0.1',
       PORT: '0',
-      DATABASE_URL: `file:${databasePath}`,
+      DATABASE_URL: options.database ? options.database.url : `file:${databasePath}`,
+      ...(options.database ? { NOTIFY_SECRET_KEY: testSecretKey } : {}),
       OPS_TOKENS: testToken,
       LOG_LEVEL: 'info',
       ...options.env,
@@ -152,6 +168,28 @@ export async function spawnGateway(options: GatewayProcessOptions = {}): Promise
         );
         request.on('error', reject);
         request.end(body);
+      });
+    },
+    get(pathAndQuery, { token = testToken, headers = {} } = {}) {
+      return new Promise((resolve, reject) => {
+        const request = http.request(
+          `${base}${pathAndQuery}`,
+          { method: 'GET', agent, headers: { ...(token === null ? {} : { 'OPS-Token': token }), ...headers } },
+          (response) => {
+            let text = '';
+            response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+            response.on('end', () => {
+              try {
+                resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
+              } catch (error) {
+                reject(error);
+              }
+            });
+            response.on('error', reject);
+          },
+        );
+        request.on('error', reject);
+        request.end();
       });
     },
     kill(signal) {

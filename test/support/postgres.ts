@@ -60,15 +60,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-/** Ends every session on the database but this one's (a PostgreSQL restart, as the gateway sees it). */
-export async function cutConnections(database: TestDatabase): Promise<number> {
-  return onServer(async (client) => {
-    const { rowCount } = await client.query(
-      'select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
-      [database.name],
-    );
-    return rowCount ?? 0;
-  });
+/** A statement on the server's maintenance database (to alter or cut off a test database). */
+export async function adminQuery(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+  return onServer((client) => client.query(text, values));
 }
 
 /** A short-lived client on a test database, for reading rows as the gateway left them. */
