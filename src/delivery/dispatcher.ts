@@ -163,7 +163,14 @@ export class Dispatcher {
 
     const number = delivery.attempts + 1;
     const pacing = this.deps.channels[delivery.channel].pacing;
-    if (pacing && !(await this.takePacingSlot(delivery, number, pacing))) return;
+    if (pacing) {
+      const slot = await this.takePacingSlot(delivery, number, pacing).catch((error: unknown) => {
+        // Not sent: the claim lapses and the delivery is taken again (counted as an interrupted attempt).
+        log.error({ err: error, attempt: number }, 'could not check the pacing of this recipient; not sent');
+        return false;
+      });
+      if (!slot) return;
+    }
 
     const startedAt = this.now();
     let result: SendResult | undefined;
