@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
+import { copiesAtSink, startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { eventually } from '../support/gateway';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
 
@@ -129,12 +129,8 @@ describe('kill -9 during a burst', { timeout: 120_000 }, () => {
     const drainedAt = Date.now();
     await eventually(() => countByStatus(first.databasePath).SENT === total, 10_000);
 
-    const perDelivery = new Map<string, number>();
-    for (const message of sink.messages) perDelivery.set(message.deliveryId!, (perDelivery.get(message.deliveryId!) ?? 0) + 1);
-    const known = new Set(ids);
-    expect([...perDelivery.keys()].filter((id) => !known.has(id))).toEqual([]);
-    const duplicated = [...perDelivery].filter(([, count]) => count > 1);
-    const duplicates = duplicated.reduce((sum, [, count]) => sum + count - 1, 0);
+    const { delivered, duplicated, duplicates, unknown } = copiesAtSink(sink.messages, ids);
+    expect(unknown).toEqual([]);
     // A duplicate can only come from an attempt in flight at the kill.
     expect(duplicates).toBeLessThanOrEqual(inFlight.length);
     expect(duplicates).toBeLessThanOrEqual(concurrency);
@@ -153,7 +149,7 @@ describe('kill -9 during a burst', { timeout: 120_000 }, () => {
         firstListeningMs,
         statusAtKill: atKill,
         inFlightAtKill: inFlight.length,
-        delivered: perDelivery.size,
+        delivered,
         messagesAtSink: sink.messages.length,
         duplicates,
         restartToListeningMs: listeningAt - restartedAt,

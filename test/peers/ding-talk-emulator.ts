@@ -105,6 +105,17 @@ export interface DingTalkEmulator {
 const minuteMs = 60_000;
 const maxBodyBytes = 20_000;
 
+/** The most messages received within any 60-second window (DingTalk's limit is 20). */
+export function busiestMinute(messages: readonly { receivedAt: number }[]): number {
+  const sorted = messages.map((message) => message.receivedAt).sort((a, b) => a - b);
+  let most = 0;
+  for (let start = 0, end = 0; end < sorted.length; end++) {
+    while (sorted[end] - sorted[start] >= minuteMs) start++;
+    most = Math.max(most, end - start + 1);
+  }
+  return most;
+}
+
 /** DingTalk's answers, word for word where public reports quote them. */
 const answers = {
   ok: [0, 'ok'],

@@ -70,6 +70,23 @@ export interface SmtpSink {
   close(): Promise<void>;
 }
 
+/**
+ * What arrived per delivery (X-Notify-Delivery-Id): the deliveries that arrived more than once with how many copies,
+ * the extra copies in all, and the ids that are not among `expected` (there should be none).
+ */
+export function copiesAtSink(messages: readonly SmtpSinkMessage[], expected: readonly string[]) {
+  const perDelivery = new Map<string, number>();
+  for (const message of messages) perDelivery.set(message.deliveryId!, (perDelivery.get(message.deliveryId!) ?? 0) + 1);
+  const known = new Set(expected);
+  const duplicated = [...perDelivery].filter(([, count]) => count > 1);
+  return {
+    delivered: perDelivery.size,
+    duplicated,
+    duplicates: duplicated.reduce((sum, [, count]) => sum + count - 1, 0),
+    unknown: [...perDelivery.keys()].filter((id) => !known.has(id)),
+  };
+}
+
 const defaultReplies: Record<number, string> = {
   421: 'Service not available, closing transmission channel',
   450: 'Requested mail action not taken: mailbox unavailable',

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
+import { copiesAtSink, startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { eventually } from '../support/gateway';
 import type { GatewayProcess } from '../support/gateway-process';
 import { createTestDatabase, postgresAvailable, withDatabase, type TestDatabase } from '../support/postgres';
@@ -109,12 +109,8 @@ describe.skipIf(!postgresAvailable())('scale out: 10,000 emails over three repli
     }));
     expect(rows.statuses).toEqual([{ status: 'SENT', n: total }]);
 
-    const perDelivery = new Map<string, number>();
-    for (const message of sink.messages) perDelivery.set(message.deliveryId!, (perDelivery.get(message.deliveryId!) ?? 0) + 1);
-    const known = new Set(ids);
-    expect([...perDelivery.keys()].filter((id) => !known.has(id))).toEqual([]);
-    const duplicated = [...perDelivery].filter(([, count]) => count > 1);
-    const duplicates = duplicated.reduce((sum, [, count]) => sum + count - 1, 0);
+    const { duplicated, duplicates, unknown } = copiesAtSink(sink.messages, ids);
+    expect(unknown).toEqual([]);
     // Only the killed replica's claims lapse (the others finish their attempts within the lease): those are the
     // INTERRUPTED attempts, at most its DISPATCH_CONCURRENCY, and every duplicate is one of them.
     expect(rows.interrupted.length).toBeLessThanOrEqual(concurrency);

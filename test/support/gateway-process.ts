@@ -62,6 +62,31 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** One request on the gateway's kept-alive connections; the answer must be JSON. */
+function requestJson(
+  agent: http.Agent,
+  method: string,
+  url: string,
+  { headers, body }: { headers: Record<string, string>; body?: string },
+): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method, agent, headers }, (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => {
+        try {
+          resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
+        } catch (error) {
+          reject(error);
+        }
+      });
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
 /** A keep-alive agent per gateway: bursts of requests reuse connections instead of opening thousands. */
 function agentFor(): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -145,52 +170,13 @@ export async function spawnGateway(options: GatewayProcessOptions = {}): Promise
     exited,
     graphql(query, variables, { token = testToken, headers = {} } = {}) {
       const body = JSON.stringify({ query, variables });
-      return new Promise((resolve, reject) => {
-        const request = http.request(
-          `${base}/graphql`,
-          {
-            method: 'POST',
-            agent,
-            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'OPS-Token': token, ...headers },
-          },
-          (response) => {
-            let text = '';
-            response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-            response.on('end', () => {
-              try {
-                resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
-              } catch (error) {
-                reject(error);
-              }
-            });
-            response.on('error', reject);
-          },
-        );
-        request.on('error', reject);
-        request.end(body);
+      return requestJson(agent, 'POST', `${base}/graphql`, {
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'OPS-Token': token, ...headers },
+        body,
       });
     },
     get(pathAndQuery, { token = testToken, headers = {} } = {}) {
-      return new Promise((resolve, reject) => {
-        const request = http.request(
-          `${base}${pathAndQuery}`,
-          { method: 'GET', agent, headers: { ...(token === null ? {} : { 'OPS-Token': token }), ...headers } },
-          (response) => {
-            let text = '';
-            response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-            response.on('end', () => {
-              try {
-                resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
-              } catch (error) {
-                reject(error);
-              }
-            });
-            response.on('error', reject);
-          },
-        );
-        request.on('error', reject);
-        request.end();
-      });
+      return requestJson(agent, 'GET', `${base}${pathAndQuery}`, { headers: { ...(token === null ? {} : { 'OPS-Token': token }), ...headers } });
     },
     kill(signal) {
       child.kill(signal);
