@@ -208,9 +208,10 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
     try {
       await adminQuery('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1', [database.name]);
       for (const replica of [...replicas, acceptOnly]) {
+        // The listening connection hears of its end a moment after a query fails.
         const ready = await eventually(async () => {
           const answer = await replica.get('/readyz', { token: null });
-          return answer.status === 503 && answer;
+          return answer.status === 503 && answer.body.checks.liveUpdates === 'failing' && answer;
         });
         expect(ready.body).toMatchObject({ status: 'not ready', checks: { database: 'failing', liveUpdates: 'failing' } });
         expect((await replica.get('/healthz', { token: null })).status).toBe(200);
