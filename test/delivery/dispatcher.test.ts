@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ChannelError, type Channel, type Channels, type PacingRule, type SendContext, type SendResult } from '../../src/channels/channel';
 import { loadConfig, type Config } from '../../src/config';
 import type { ChannelName, DeliveryRow } from '../../src/db/schema';
+import type { Store } from '../../src/db/store';
 import { SqliteStore } from '../../src/db/sqlite-store';
 import { dingTalkMuteMs as robotMuteMs } from '../../src/channels/ding-talk-robot';
 import { Dispatcher } from '../../src/delivery/dispatcher';
@@ -276,6 +277,28 @@ describe('claims', () => {
       [2, 'SENT'],
     ]);
     expect(h.channels.EMAIL.sendsFor(exhausted.id)).toBe(0);
+  });
+});
+
+describe('claims left at start', () => {
+  it.each([
+    [false, 'all'],
+    [true, 'lapsed'],
+  ] as const)('a store shared with other processes (%s) hands back %s claims at start', async (shared, which) => {
+    const asked: unknown[][] = [];
+    const store = { shared, releaseClaims: async (...args: unknown[]) => (asked.push(args), []) } as unknown as Store;
+    const config = loadConfig({ NODE_ENV: 'test', RETRY_MAX_ATTEMPTS: '7' });
+    const dispatcher = new Dispatcher({
+      store,
+      channels: {} as Channels,
+      secretBox: new SecretBox(crypto.randomBytes(32)),
+      events: new DeliveryEvents(),
+      logger: createLogger({ level: 'silent', pretty: false }),
+      config,
+      now: () => 1234,
+    });
+    expect(await dispatcher.release()).toBe(0);
+    expect(asked).toEqual([[1234, 7, which]]);
   });
 });
 
