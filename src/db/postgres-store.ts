@@ -182,10 +182,10 @@ export class PostgresStore implements Store {
     return this.deliveryById(this.pool, id);
   }
 
-  private async deliveryById(client: Queryable, id: string, forUpdate = false): Promise<DeliveryRow | undefined> {
+  private async deliveryById(client: Queryable, id: string): Promise<DeliveryRow | undefined> {
     const { rows } = await client.query<DeliveryRow>({
-      name: forUpdate ? 'delivery-for-update' : 'delivery',
-      text: `select ${deliveryColumns} from deliveries where id = $1${forUpdate ? ' for update' : ''}`,
+      name: 'delivery',
+      text: `select ${deliveryColumns} from deliveries where id = $1`,
       values: [id],
     });
     return rows[0];
@@ -310,9 +310,17 @@ export class PostgresStore implements Store {
 
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
     return this.transaction(async (client) => {
-      const current = await this.deliveryById(client, deliveryId, true);
-      if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
-      const { number, changes } = attemptEffect(current, await this.lastAttemptNumber(client, deliveryId), attempt, patch, claimedUntil);
+      // The row locked until commit, and the last attempt number with it: one round trip.
+      const { rows } = await client.query<DeliveryRow & { lastNumber: number | null }>({
+        name: 'delivery-for-attempt',
+        text: `select ${deliveryColumns}, (select max(number) from delivery_attempts where delivery_id = $1) as "lastNumber"
+               from deliveries where id = $1 for update`,
+        values: [deliveryId],
+      });
+      const found = rows[0];
+      if (!found) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
+      const { lastNumber, ...current } = found;
+      const { number, changes } = attemptEffect(current, lastNumber, attempt, patch, claimedUntil);
       return this.recordAttempt(client, current, number, attempt, changes, attempt.number);
     });
   }
