@@ -54,14 +54,24 @@ export class PostgresChangeFeed implements ChangeFeed {
     setImmediate(() => void this.flush());
   }
 
+  /** One announcement in flight at a time: ids that come meanwhile go together in the next one. */
+  private async flush(): Promise<void> {
+    try {
+      while (this.pending.size > 0 && !this.closed) {
+        const ids = [...this.pending];
+        this.pending.clear();
+        await this.notify(ids);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
   listen(handler: (ids: readonly string[] | undefined) => void): void {
     this.handlers.push(handler);
   }
 
-  private async flush(): Promise<void> {
-    const ids = [...this.pending];
-    this.pending.clear();
-    this.flushing = false;
+  private async notify(ids: string[]): Promise<void> {
     const prefix = `${this.settings.replicaId} `;
     const payloads: string[] = [];
     let current = '';
@@ -74,8 +84,16 @@ export class PostgresChangeFeed implements ChangeFeed {
     }
     if (current) payloads.push(prefix + current);
     try {
-      // One statement, one round trip, however many payloads.
-      await this.pool.query(`select pg_notify('${channel}', payload) from unnest($1::text[]) as payload`, [payloads]);
+      // One statement, one round trip, however many payloads. A transaction that notifies gets an id and a commit
+      // record, and holds the server-wide notification lock through its commit: not waiting for that record's flush
+      // (the change itself is durable already; a lost announcement is one that a crash would have lost anyway) keeps
+      // the lock short.
+      await this.pool.query({
+        name: 'announce',
+        text: `select set_config('synchronous_commit', 'off', true), pg_notify('${channel}', payload)
+               from unnest($1::text[]) as payload`,
+        values: [payloads],
+      });
     } catch (error) {
       // The change is committed either way; only other replicas' live views miss it (they read again on reconnect).
       this.logger?.debug({ err: error }, 'could not announce delivery changes');

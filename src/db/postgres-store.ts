@@ -24,7 +24,15 @@ import {
   type StatusCount,
   type Store,
 } from './store';
-import { attemptEffect, deferredEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
+import {
+  attemptEffect,
+  deferredEffect,
+  heldAttemptEffect,
+  interruptedEffect,
+  limitRetryAfterMs,
+  limitWindowStart,
+  patchEntries,
+} from './store-rules';
 
 const deliveryNames = columnNames(deliveries);
 const attemptNames = columnNames(deliveryAttempts);
@@ -309,6 +317,11 @@ export class PostgresStore implements Store {
   }
 
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
+    if (claimedUntil !== undefined) {
+      // The usual case in one statement, no transaction to hold open: the write checks what the rule assumes.
+      const recorded = await this.recordHeldAttempt(deliveryId, attempt, patch, claimedUntil);
+      if (recorded) return recorded;
+    }
     return this.transaction(async (client) => {
       // The row locked until commit, and the last attempt number with it: one round trip.
       const { rows } = await client.query<DeliveryRow & { lastNumber: number | null }>({
@@ -323,6 +336,40 @@ export class PostgresStore implements Store {
       const { number, changes } = attemptEffect(current, lastNumber, attempt, patch, claimedUntil);
       return this.recordAttempt(client, current, number, attempt, changes, attempt.number);
     });
+  }
+
+  private async recordHeldAttempt(
+    deliveryId: string,
+    attempt: NewAttempt,
+    patch: DeliveryPatch,
+    claimedUntil: number,
+  ): Promise<DeliveryRow | undefined> {
+    const { number, changes } = heldAttemptEffect(attempt, patch);
+    const values: unknown[] = [
+      deliveryId,
+      claimedUntil,
+      number,
+      attempt.startedAt,
+      attempt.durationMs,
+      attempt.outcome,
+      attempt.providerCode,
+      attempt.providerMessage,
+      reservationId(deliveryId, number),
+    ];
+    const assignments = patchEntries(changes).map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
+    const text = `with updated as (
+        update deliveries set ${assignments.join(', ')}
+        where id = $1 and status = 'SENDING' and claimed_until = $2 and attempts < $3
+          and not exists (select 1 from delivery_attempts where delivery_id = $1 and number >= $3)
+        returning ${deliveryColumns}),
+      attempt as (
+        insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
+          provider_code, provider_message)
+        select $1, $3, "channel", "recipient", "provider", $4, $5, $6, $7, $8 from updated),
+      reservation as (delete from pacing_reservations where id = $9 and exists (select 1 from updated))
+      select * from updated`;
+    const { rows } = await this.pool.query<DeliveryRow>({ name: `record-held:${hash(text)}`, text, values });
+    return rows[0];
   }
 
   /** Inserts the attempt, ends its pacing reservation and updates the delivery: one statement. */

@@ -55,12 +55,22 @@ export function attemptEffect(
   claimedUntil: number | undefined,
 ): { number: number; changes: DeliveryPatch & { updatedAt: number } } {
   const number = Math.max(attempt.number, nextAttemptNumber(current, lastRecorded));
-  const updatedAt = attempt.startedAt + attempt.durationMs;
   const held = claimedUntil === undefined || (current.status === 'SENDING' && current.claimedUntil === claimedUntil);
+  if (held && number === attempt.number) return heldAttemptEffect(attempt, patch);
+  const updatedAt = attempt.startedAt + attempt.durationMs;
   return {
     number,
     changes: held ? { ...patch, attempts: number, updatedAt } : { attempts: Math.max(current.attempts, number), updatedAt },
   };
+}
+
+/**
+ * `attemptEffect` in the usual case, for a store that checks the case in its write instead of reading the row first:
+ * the delivery is SENDING under the attempt's claim, counts fewer than `attempt.number` attempts, and has none recorded
+ * from that number on.
+ */
+export function heldAttemptEffect(attempt: NewAttempt, patch: DeliveryPatch): { number: number; changes: DeliveryPatch & { updatedAt: number } } {
+  return { number: attempt.number, changes: { ...patch, attempts: attempt.number, updatedAt: attempt.startedAt + attempt.durationMs } };
 }
 
 export const interruptedMessage = 'The gateway stopped during this attempt; the provider may or may not have received it';
