@@ -4,6 +4,14 @@ import type { ChangeFeed } from '../db/store';
 
 export const finalStatuses: ReadonlySet<DeliveryRow['status']> = new Set(['SENT', 'FAILED', 'CANCELLED']);
 
+/** Updates of one delivery held back until this process publishes the change it is committing (see `hold`). */
+export interface HeldUpdates {
+  /** Publishes the change, then the updates held back meanwhile, in the order they came. */
+  publish(delivery: DeliveryRow): void;
+  /** The change did not happen (or is not to be published): lets the held updates through. */
+  release(): void;
+}
+
 /**
  * Fan-out of delivery changes: waiting mutations and subscriptions listen here. Within one process directly; with a
  * change feed (replicas sharing a database), changes made elsewhere arrive as ids and are read back here, but only
@@ -14,6 +22,8 @@ export class DeliveryEvents {
   private feed?: ChangeFeed;
   private toRead = new Set<string>();
   private reading = false;
+  /** Deliveries whose updates wait for the change this process is making to them: what came meanwhile, in order. */
+  private readonly held = new Map<string, DeliveryRow[]>();
 
   constructor() {
     this.emitter.setMaxListeners(0);
@@ -25,7 +35,38 @@ export class DeliveryEvents {
     this.feed?.announce([delivery.id]);
   }
 
+  /**
+   * For a change this process is about to commit that makes a delivery due (it creates it, or queues it again): once
+   * committed, another connection may claim it (the dispatcher's, on its own pool connection, or another replica's) and
+   * publish SENDING before this process has heard back from its own write and published QUEUED; listeners would then
+   * hear QUEUED last, and subscriptions drop it as stale. Until `publish` or `release`, updates of `id` wait.
+   */
+  hold(id: string): HeldUpdates {
+    // Already held (two changes to one delivery at once): the first holder lets the updates through.
+    if (this.held.has(id)) return { publish: (delivery) => this.publish(delivery), release: () => {} };
+    this.held.set(id, []);
+    const letThrough = () => {
+      const later = this.held.get(id) ?? [];
+      this.held.delete(id);
+      for (const delivery of later) this.emit(delivery);
+    };
+    return {
+      publish: (delivery) => {
+        const later = this.held.get(id) ?? [];
+        this.held.delete(id);
+        this.publish(delivery);
+        for (const update of later) this.emit(update);
+      },
+      release: letThrough,
+    };
+  }
+
   private emit(delivery: DeliveryRow): void {
+    const held = this.held.get(delivery.id);
+    if (held) {
+      held.push(delivery);
+      return;
+    }
     this.emitter.emit(delivery.id, delivery);
     this.emitter.emit('*', delivery);
   }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
-import type { ChannelName, DeliveryRow } from '../db/schema';
+import type { ChannelName, DeliveryRow, NewDeliveryRow } from '../db/schema';
 import type { DeliveryFilter, KeysetPage, StatsQuery, StatsRow, Store } from '../db/store';
 import {
   ForbiddenError,
@@ -116,24 +116,28 @@ export class DeliveryService {
     const { store, secretBox, dispatcher, events } = this.deps;
     const now = this.now();
     const requestHash = key ? secretBox.digest(`${channel}:${stableJson(prepared.message)}`) : null;
-    const outcome = await store.insertDelivery(
-      {
-        id: newDeliveryId(now),
-        channel,
-        status: 'QUEUED',
-        provider: this.deps.channels[channel].provider,
-        recipient: prepared.recipient,
-        payload: JSON.stringify(prepared.payload),
-        sealedSecrets: prepared.secrets ? secretBox.seal(prepared.secrets) : null,
-        callerId: caller.id,
-        idempotencyKey: key ?? null,
-        requestHash,
-        nextAttemptAt: now,
-        createdAt: now,
-        updatedAt: now,
-      },
-      sendLimits(this.deps.config, channel),
-    );
+    const row: NewDeliveryRow = {
+      id: newDeliveryId(now),
+      channel,
+      status: 'QUEUED',
+      provider: this.deps.channels[channel].provider,
+      recipient: prepared.recipient,
+      payload: JSON.stringify(prepared.payload),
+      sealedSecrets: prepared.secrets ? secretBox.seal(prepared.secrets) : null,
+      callerId: caller.id,
+      idempotencyKey: key ?? null,
+      requestHash,
+      nextAttemptAt: now,
+      createdAt: now,
+      updatedAt: now,
+    };
+    // Listeners hear of the new delivery as QUEUED before any claim of it (events.hold).
+    const held = events.hold(row.id);
+    const outcome = await store.insertDelivery(row, sendLimits(this.deps.config, channel)).catch((error: unknown) => {
+      held.release();
+      throw error;
+    });
+    if (outcome.kind !== 'created') held.release();
     if (outcome.kind === 'limited') {
       this.deps.observer?.rateLimited(channel, outcome.limit.scope ?? 'recipient');
       throw rateLimitedError(outcome.limit, outcome.retryAfterMs);
@@ -144,8 +148,8 @@ export class DeliveryService {
       }
       return outcome.delivery;
     }
+    held.publish(outcome.delivery);
     this.deps.observer?.accepted(outcome.delivery);
-    events.publish(outcome.delivery);
     const wait = (waitInInput ?? options.wait ?? true) !== false && this.deps.config.sendWaitMs > 0 && !this.waitingStopped;
     if (!wait) {
       dispatcher.kick();
@@ -209,12 +213,19 @@ export class DeliveryService {
     if (current.status === 'FAILED' && current.channel !== 'EMAIL' && current.sealedSecrets == null) {
       throw new InvalidStateError('Its credentials or code were erased when it failed; send a new message instead');
     }
-    const retried = await this.deps.store.transition(id, ['FAILED'], {
-      status: 'QUEUED',
-      nextAttemptAt: this.now(),
-    });
-    if (!retried) throw new InvalidStateError('Only a FAILED delivery can be retried');
-    this.deps.events.publish(retried);
+    // Due again once committed: listeners hear of it as QUEUED before any claim of it (events.hold).
+    const held = this.deps.events.hold(id);
+    const retried = await this.deps.store
+      .transition(id, ['FAILED'], { status: 'QUEUED', nextAttemptAt: this.now() })
+      .catch((error: unknown) => {
+        held.release();
+        throw error;
+      });
+    if (!retried) {
+      held.release();
+      throw new InvalidStateError('Only a FAILED delivery can be retried');
+    }
+    held.publish(retried);
     this.deps.dispatcher.kick();
     return retried;
   }

@@ -4,10 +4,16 @@ import { finalStatuses } from '../../delivery/events';
 import { builder, type GraphQLContext } from '../builder';
 import { ChannelEnum, DeliveryRef } from './delivery';
 
-/** An update that arrives after a newer one was already sent (published just before the subscription read). */
+/**
+ * An update of a delivery that arrives after a newer one of the same delivery was already sent (published just before
+ * the subscription read, say).
+ */
 const isStale = (update: DeliveryRow, last: DeliveryRow) =>
   update.updatedAt < last.updatedAt ||
   (update.updatedAt === last.updatedAt && update.status === last.status && update.attempts === last.attempts);
+
+/** How many deliveries' last updates a stream keeps to tell a late, older update from a new one. */
+const rememberedDeliveries = 10_000;
 
 /**
  * The updates a caller may see: after `current` (when subscribing by id), each change; by id the stream ends once
@@ -23,18 +29,27 @@ async function* visibleUpdates(
   reauthenticate: () => Promise<boolean>,
 ): AsyncGenerator<DeliveryRow> {
   try {
-    let last = current;
+    // The last update sent of each delivery, compared per delivery: by channel, updates of different deliveries
+    // arrive in the order they were committed, not in the order of their timestamps. The oldest are forgotten first.
+    const shown = new Map<string, DeliveryRow>();
+    const remember = (delivery: DeliveryRow) => {
+      shown.delete(delivery.id);
+      shown.set(delivery.id, delivery);
+      if (shown.size > rememberedDeliveries) shown.delete(shown.keys().next().value!);
+    };
     if (current) {
       yield current;
       if (finalStatuses.has(current.status)) return;
+      remember(current);
     }
     for (let step = await first; !step.done; step = await updates.next()) {
       const delivery = step.value;
       if (!canRead(delivery) || (filter.channel && delivery.channel !== filter.channel)) continue;
+      const last = shown.get(delivery.id);
       if (last && isStale(delivery, last)) continue;
       // A token revoked while its stream is open sees nothing more.
       if (!(await reauthenticate())) return;
-      last = delivery;
+      remember(delivery);
       yield delivery;
       if (filter.id !== undefined && finalStatuses.has(delivery.status)) return;
     }
