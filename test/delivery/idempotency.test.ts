@@ -1,7 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { legacyRequest } from '../rest/legacy-client';
-import { eventually, startGateway, testToken, type TestGateway } from '../support/gateway';
+import { backdateDelivery, deliveriesWithKey, describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { eventually, testToken } from '../support/gateway';
 
 const otherToken = 'other-token-9876543210';
 
@@ -16,39 +17,38 @@ const sendEmail = `mutation($input: SendEmailInput!) {
 }`;
 const sendSms = sendEmail.replace('$input: SendEmailInput!', '$input: SendSmsInput!').replace('sendEmail(', 'sendSms(');
 
-let sink: SmtpSink;
-let gateway: TestGateway;
-let base: string;
-beforeAll(async () => {
-  sink = await startSmtpSink();
-  gateway = await startGateway({ env: { SMTP_URL: sink.url, OPS_TOKENS: `${testToken},${otherToken}` } });
-  base = await gateway.listen();
-});
-afterAll(async () => {
-  await gateway?.close();
-  await sink?.close();
-});
-
 let keyCounter = 0;
 const freshKey = () => `key-${Date.now()}-${++keyCounter}`;
 
-/** A GraphQL request over the real port. */
-async function post(body: unknown, headers: Record<string, string> = {}, token = testToken) {
-  const response = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'OPS-Token': token, ...headers },
-    body: JSON.stringify(body),
+describeOnStores('Idempotency-Key', (kind) => {
+  let sink: SmtpSink;
+  let gateway: AnyGateway;
+  let base: string;
+  beforeAll(async () => {
+    sink = await startSmtpSink();
+    gateway = await startGatewayOn(kind, { env: { SMTP_URL: sink.url, OPS_TOKENS: `${testToken},${otherToken}` } });
+    base = await gateway.listen();
   });
-  return (await response.json()) as { data?: any; errors?: unknown[] };
-}
+  afterAll(async () => {
+    await gateway?.close();
+    await sink?.close();
+  });
+  afterEach(() => {
+    sink.clearFailures();
+  });
 
-function rowsWithKey(key: string) {
-  return gateway.store.db.$client
-    .prepare('select id, caller_id from deliveries where idempotency_key = ?')
-    .all(key) as { id: string; caller_id: string }[];
-}
+  /** A GraphQL request over the real port. */
+  async function post(body: unknown, headers: Record<string, string> = {}, token = testToken) {
+    const response = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'OPS-Token': token, ...headers },
+      body: JSON.stringify(body),
+    });
+    return (await response.json()) as { data?: any; errors?: unknown[] };
+  }
 
-describe('Idempotency-Key', () => {
+  const rowsWithKey = (key: string) => deliveriesWithKey(gateway, key);
+
   it('20 identical GraphQL requests at the same moment: one delivery, one message at the SMTP server', async () => {
     const key = freshKey();
     const input = { to: ['ops@example.com'], subject: 'once', content: 'only once', wait: false };
@@ -59,7 +59,7 @@ describe('Idempotency-Key', () => {
     expect(ids.size).toBe(1);
     const [id] = ids;
     expect(answers.every((answer) => answer.data.sendEmail.idempotencyKey === key)).toBe(true);
-    expect(rowsWithKey(key)).toHaveLength(1);
+    expect(await rowsWithKey(key)).toHaveLength(1);
     await eventually(() => sink.messagesFor(id).length === 1);
     await eventually(async () => (await gateway.store.getDelivery(id))?.status === 'SENT');
     // Anything else would have gone out by now: the delivery is final.
@@ -75,7 +75,7 @@ describe('Idempotency-Key', () => {
     const ids = new Set(answers.map((answer) => answer.body.deliveryId));
     expect(ids.size).toBe(1);
     const [id] = ids;
-    expect(rowsWithKey(key)).toHaveLength(1);
+    expect(await rowsWithKey(key)).toHaveLength(1);
     await eventually(async () => (await gateway.store.getDelivery(id!))?.status === 'SENT');
     expect(sink.messagesFor(id!)).toHaveLength(1);
   });
@@ -102,7 +102,7 @@ describe('Idempotency-Key', () => {
     const rest = await legacyRequest(base, `/api/third/email/sendMsg?email=ops%40example.com&content=other`, { headers: { 'Idempotency-Key': key } });
     expect(rest.body.code).toBe(1006);
     expect(rest.body.deliveryId).toBeUndefined();
-    expect(rowsWithKey(key)).toHaveLength(1);
+    expect(await rowsWithKey(key)).toHaveLength(1);
   });
 
   it('the same key on another channel is a conflict, not a second delivery', async () => {
@@ -110,7 +110,7 @@ describe('Idempotency-Key', () => {
     await post({ query: sendEmail, variables: { input: { to: ['ops@example.com'], content: 'x', wait: false } } }, { 'Idempotency-Key': key });
     const sms = await post({ query: sendSms, variables: { input: { mobile: '13800138000', content: '123456', wait: false } } }, { 'Idempotency-Key': key });
     expect(sms.data.sendSms.__typename).toBe('IdempotencyConflictError');
-    expect(rowsWithKey(key)).toHaveLength(1);
+    expect(await rowsWithKey(key)).toHaveLength(1);
   });
 
   it('keys belong to the caller: the same key from another token is its own delivery', async () => {
@@ -119,7 +119,7 @@ describe('Idempotency-Key', () => {
     const mine = await post({ query: sendEmail, variables: { input } }, { 'Idempotency-Key': key });
     const theirs = await post({ query: sendEmail, variables: { input } }, { 'Idempotency-Key': key }, otherToken);
     expect(theirs.data.sendEmail.id).not.toBe(mine.data.sendEmail.id);
-    expect(rowsWithKey(key).map((row) => row.caller_id).sort()).toEqual(['env:1', 'env:2']);
+    expect((await rowsWithKey(key)).map((row) => row.caller_id).sort()).toEqual(['env:1', 'env:2']);
   });
 
   it('idempotencyKey in the input wins over the header', async () => {
@@ -130,7 +130,7 @@ describe('Idempotency-Key', () => {
       { 'Idempotency-Key': inHeader },
     );
     expect(answer.data.sendEmail.idempotencyKey).toBe(inInput);
-    expect(rowsWithKey(inHeader)).toHaveLength(0);
+    expect(await rowsWithKey(inHeader)).toHaveLength(0);
   });
 
   it('a repeated SMS answers its delivery instead of being refused by the per-number limit', async () => {
@@ -150,20 +150,16 @@ describe('Idempotency-Key', () => {
     const first = await post({ query: sendEmail, variables: { input } }, { 'Idempotency-Key': key });
     const id = first.data.sendEmail.id;
     const dayAndHour = 25 * 3_600_000;
-    gateway.store.db.$client.prepare('update deliveries set created_at = created_at - ?, updated_at = updated_at - ? where id = ?').run(dayAndHour, dayAndHour, id);
+    await backdateDelivery(gateway, id, dayAndHour);
     const repeat = await post({ query: sendEmail, variables: { input } }, { 'Idempotency-Key': key });
     expect(repeat.data.sendEmail.id).toBe(id);
-    expect(rowsWithKey(key)).toHaveLength(1);
+    expect(await rowsWithKey(key)).toHaveLength(1);
   });
 
   it('an unusable key is a ValidationError and records nothing', async () => {
     const key = 'x'.repeat(256);
     const answer = await post({ query: sendEmail, variables: { input: { to: ['ops@example.com'], content: 'x' } } }, { 'Idempotency-Key': key });
     expect(answer.data.sendEmail).toMatchObject({ __typename: 'ValidationError', fieldErrors: [{ path: 'idempotencyKey' }] });
-    expect(rowsWithKey(key)).toHaveLength(0);
+    expect(await rowsWithKey(key)).toHaveLength(0);
   });
-});
-
-afterEach(() => {
-  sink.clearFailures();
 });

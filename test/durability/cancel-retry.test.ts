@@ -1,7 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { ChannelError, type Channel, type SendContext, type SendResult } from '../../src/channels/channel';
 import type { ChannelName } from '../../src/db/schema';
-import { deliveryFields, eventually, startGateway, type TestGateway } from '../support/gateway';
+import type { StoreKind } from '../../src/db/store';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields, eventually } from '../support/gateway';
 
 class ScriptedChannel<C extends ChannelName> implements Channel<C> {
   readonly provider = 'scripted';
@@ -30,28 +32,32 @@ const retry = `mutation($id: ID!) { retryDelivery(id: $id) { __typename ... on D
 const email = { to: ['ops@example.com'], subject: 'disk', content: 'disk full', wait: false };
 const ding = { accessToken: 'robot-token', secret: 'SECrobot', content: 'alert', wait: false };
 
-let gateway: TestGateway | undefined;
+let gateway: AnyGateway | undefined;
 afterEach(async () => {
   await gateway?.close();
   gateway = undefined;
 });
 
-async function start(channels: { EMAIL?: ScriptedChannel<'EMAIL'>; DING?: ScriptedChannel<'DING'> }, options: { noDispatch?: boolean; env?: Record<string, string> } = {}) {
-  gateway = await startGateway({ channels, ...options });
+async function start(
+  kind: StoreKind,
+  channels: { EMAIL?: ScriptedChannel<'EMAIL'>; DING?: ScriptedChannel<'DING'> },
+  options: { noDispatch?: boolean; env?: Record<string, string> } = {},
+) {
+  gateway = await startGatewayOn(kind, { channels, ...options });
   return gateway;
 }
 
-async function send(g: TestGateway, query: string, input: Record<string, unknown>) {
+async function send(g: AnyGateway, query: string, input: Record<string, unknown>) {
   const { body } = await g.graphql(query, { input });
   const delivery = body.data?.sendEmail ?? body.data?.sendDing;
   expect(delivery?.__typename, JSON.stringify(body)).toBe('Delivery');
   return delivery as { id: string; status: string };
 }
 
-describe('cancelDelivery', () => {
+describeOnStores('cancelDelivery', (kind) => {
   it('cancels a QUEUED delivery, which is then never sent', async () => {
     const channel = new ScriptedChannel('EMAIL');
-    const g = await start({ EMAIL: channel }, { noDispatch: true });
+    const g = await start(kind, { EMAIL: channel }, { noDispatch: true });
     const { id, status } = await send(g, sendEmail, email);
     expect(status).toBe('QUEUED');
     const { body } = await g.graphql(cancel, { id });
@@ -68,7 +74,7 @@ describe('cancelDelivery', () => {
     const channel = new ScriptedChannel('EMAIL', async () => {
       throw new ChannelError('retryable', 'SMTP_421', '421 try later');
     });
-    const g = await start({ EMAIL: channel }, { env: { RETRY_BASE_DELAY_MS: '300', RETRY_MAX_DELAY_MS: '300' } });
+    const g = await start(kind, { EMAIL: channel }, { env: { RETRY_BASE_DELAY_MS: '300', RETRY_MAX_DELAY_MS: '300' } });
     const { id } = await send(g, sendEmail, email);
     await eventually(async () => (await g.store.getDelivery(id))?.status === 'RETRYING');
     const { body } = await g.graphql(cancel, { id });
@@ -79,7 +85,7 @@ describe('cancelDelivery', () => {
   });
 
   it('erases the sealed DingTalk credentials of a cancelled delivery', async () => {
-    const g = await start({}, { noDispatch: true });
+    const g = await start(kind, {}, { noDispatch: true });
     const { id } = await send(g, sendDing, ding);
     expect((await g.store.getDelivery(id))?.sealedSecrets).not.toBeNull();
     await g.graphql(cancel, { id });
@@ -89,7 +95,7 @@ describe('cancelDelivery', () => {
   it('refuses a delivery already SENT, or SENDING, with InvalidStateError', async () => {
     let release: () => void = () => {};
     const channel = new ScriptedChannel('EMAIL', () => new Promise<SendResult>((resolve) => (release = () => resolve({}))));
-    const g = await start({ EMAIL: channel });
+    const g = await start(kind, { EMAIL: channel });
     const { id } = await send(g, sendEmail, email);
     await eventually(async () => (await g.store.getDelivery(id))?.status === 'SENDING');
     const sending = await g.graphql(cancel, { id });
@@ -106,20 +112,20 @@ describe('cancelDelivery', () => {
   });
 
   it('answers NotFoundError for an unknown id', async () => {
-    const g = await start({}, { noDispatch: true });
+    const g = await start(kind, {}, { noDispatch: true });
     const { body } = await g.graphql(cancel, { id: 'dlv_nope' });
     expect(body.data.cancelDelivery).toMatchObject({ __typename: 'NotFoundError', code: 'NOT_FOUND' });
   });
 });
 
-describe('retryDelivery', () => {
+describeOnStores('retryDelivery', (kind) => {
   it('sends a FAILED email again: one more attempt, logged after the first', async () => {
     let fail = true;
     const channel = new ScriptedChannel('EMAIL', async () => {
       if (fail) throw new ChannelError('permanent', 'SMTP_552', '552 mailbox full');
       return { providerMessageId: '<second@sink>' };
     });
-    const g = await start({ EMAIL: channel });
+    const g = await start(kind, { EMAIL: channel });
     const { id } = await send(g, sendEmail, email);
     await eventually(async () => (await g.store.getDelivery(id))?.status === 'FAILED');
     fail = false;
@@ -142,7 +148,7 @@ describe('retryDelivery', () => {
     const channel = new ScriptedChannel('DING', async () => {
       throw new ChannelError('permanent', '300001', 'token is not exist');
     });
-    const g = await start({ DING: channel });
+    const g = await start(kind, { DING: channel });
     const { id } = await send(g, sendDing, ding);
     await eventually(async () => (await g.store.getDelivery(id))?.status === 'FAILED');
     expect((await g.store.getDelivery(id))?.sealedSecrets).toBeNull();
@@ -158,7 +164,7 @@ describe('retryDelivery', () => {
   });
 
   it('refuses a delivery that is not FAILED', async () => {
-    const g = await start({ EMAIL: new ScriptedChannel('EMAIL') });
+    const g = await start(kind, { EMAIL: new ScriptedChannel('EMAIL') });
     const { id } = await send(g, sendEmail, email);
     await eventually(async () => (await g.store.getDelivery(id))?.status === 'SENT');
     const { body } = await g.graphql(retry, { id });

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { legacyRequest } from '../rest/legacy-client';
-import { startGateway, testToken, type TestGateway } from '../support/gateway';
+import type { StoreKind } from '../../src/db/store';
+import { backdateDelivery, countDeliveries, describeOnStores, latestDeliveryId, startGatewayOn, type AnyGateway } from '../support/db';
+import { testToken } from '../support/gateway';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
 
 const otherToken = 'other-token-9876543210';
@@ -17,33 +19,30 @@ const sendSms = `mutation($input: SendSmsInput!) {
 }`;
 const sendEmail = sendSms.replace('$input: SendSmsInput!', '$input: SendEmailInput!').replace('sendSms(', 'sendEmail(');
 
-let gateway: TestGateway | undefined;
+let gateway: AnyGateway | undefined;
 afterEach(async () => {
   await gateway?.close();
   gateway = undefined;
 });
 
-async function start(env: Record<string, string> = {}) {
-  gateway = await startGateway({ env: { OPS_TOKENS: `${testToken},${otherToken}`, ...env }, noDispatch: true });
+async function start(kind: StoreKind, env: Record<string, string> = {}) {
+  gateway = await startGatewayOn(kind, { env: { OPS_TOKENS: `${testToken},${otherToken}`, ...env }, noDispatch: true });
   return gateway;
 }
 
-async function sms(g: TestGateway, mobile: string, content = '123456') {
+async function sms(g: AnyGateway, mobile: string, content = '123456') {
   const { body } = await g.graphql(sendSms, { input: { mobile, content, wait: false } });
   return body.data.sendSms;
 }
 
 /** Moves a delivery back in time, as if it had been sent `ms` ago. */
-function age(g: TestGateway, id: string, ms: number) {
-  g.store.db.$client.prepare('update deliveries set created_at = created_at - ?, updated_at = updated_at - ? where id = ?').run(ms, ms, id);
-}
+const age = (g: AnyGateway, id: string, ms: number) => backdateDelivery(g, id, ms);
 
-const smsRows = (g: TestGateway, mobile: string) =>
-  (g.store.db.$client.prepare("select count(*) as n from deliveries where channel = 'SMS' and recipient = ?").get(mobile) as { n: number }).n;
+const smsRows = (g: AnyGateway, mobile: string) => countDeliveries(g, { channel: 'SMS', recipient: mobile });
 
-describe('SMS per mobile number', () => {
+describeOnStores('SMS per mobile number', (kind) => {
   it('1 a minute: the second code is refused with retryAfterSeconds and not queued; another number is not held', async () => {
-    const g = await start();
+    const g = await start(kind);
     expect(await sms(g, '13800138000')).toMatchObject({ __typename: 'Delivery', status: 'QUEUED' });
     // The same number written another way is the same number.
     const refused = await sms(g, '+86 138 0013 8000', '654321');
@@ -52,17 +51,17 @@ describe('SMS per mobile number', () => {
     expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(55);
     expect(refused.retryAfterSeconds).toBeLessThanOrEqual(60);
     expect(refused.message).toBe(`Too many messages to this number (limit 1 a minute); try again in ${refused.retryAfterSeconds} s`);
-    expect(smsRows(g, '+8613800138000')).toBe(1);
+    expect(await smsRows(g, '+8613800138000')).toBe(1);
     expect(await sms(g, '13900139000')).toMatchObject({ __typename: 'Delivery' });
   });
 
   it('5 an hour: the sixth within the hour is refused until the oldest leaves the window', async () => {
-    const g = await start();
+    const g = await start(kind);
     const mobile = '+8613700137000';
     for (const minutesAgo of [50, 40, 30, 20, 10]) {
       const sent = await sms(g, mobile);
       expect(sent.__typename).toBe('Delivery');
-      age(g, sent.id, minutesAgo * minute);
+      await age(g, sent.id, minutesAgo * minute);
     }
     const refused = await sms(g, mobile);
     expect(refused).toMatchObject({ __typename: 'RateLimitedError' });
@@ -70,37 +69,38 @@ describe('SMS per mobile number', () => {
     // The oldest was sent 50 minutes ago: 10 minutes to wait.
     expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(595);
     expect(refused.retryAfterSeconds).toBeLessThanOrEqual(600);
-    expect(smsRows(g, mobile)).toBe(5);
+    expect(await smsRows(g, mobile)).toBe(5);
   });
 
   it('10 a day: the eleventh within 24 hours is refused; a cancelled code does not count', async () => {
-    const g = await start();
+    const g = await start(kind);
     const mobile = '+8613600136000';
     for (const hoursAgo of [23, 21, 19, 17, 15, 13, 11, 9, 7, 5]) {
       const sent = await sms(g, mobile);
       expect(sent.__typename).toBe('Delivery');
-      age(g, sent.id, hoursAgo * hour);
+      await age(g, sent.id, hoursAgo * hour);
     }
     const refused = await sms(g, mobile);
     expect(refused.message).toContain('limit 10 a day');
     expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(3599);
     expect(refused.retryAfterSeconds).toBeLessThanOrEqual(3600);
     // Cancel the most recent one: the number has room again.
-    const latest = g.store.db.$client.prepare('select id from deliveries where recipient = ? order by created_at desc limit 1').get(mobile) as { id: string };
-    const { body } = await g.graphql('mutation($id: ID!) { cancelDelivery(id: $id) { __typename } }', { id: latest.id });
+    const latest = await latestDeliveryId(g, mobile);
+    expect(latest).toBeDefined();
+    const { body } = await g.graphql('mutation($id: ID!) { cancelDelivery(id: $id) { __typename } }', { id: latest });
     expect(body.data.cancelDelivery.__typename).toBe('Delivery');
     expect(await sms(g, mobile)).toMatchObject({ __typename: 'Delivery' });
   });
 
   it('the limits are settings: SMS_LIMIT_PER_MINUTE=3 allows three a minute', async () => {
-    const g = await start({ SMS_LIMIT_PER_MINUTE: '3' });
+    const g = await start(kind, { SMS_LIMIT_PER_MINUTE: '3' });
     for (let n = 0; n < 3; n++) expect((await sms(g, '13500135000', `00000${n}`)).__typename).toBe('Delivery');
     expect((await sms(g, '13500135000')).__typename).toBe('RateLimitedError');
   });
 
   it('the legacy route answers code 1004, says when to try again, and sets Retry-After', async () => {
     // Without waiting for the first attempt (no dispatcher runs here).
-    const g = await start({ SEND_WAIT_MS: '0' });
+    const g = await start(kind, { SEND_WAIT_MS: '0' });
     const base = await g.listen();
     const path = '/api/third/sms/sendMsg?mobile=13400134000&content=123456';
     expect((await legacyRequest(base, path)).body.code).toBe(1000);
@@ -114,9 +114,9 @@ describe('SMS per mobile number', () => {
   });
 });
 
-describe('per-token request rate (RATE_LIMIT_PER_TOKEN_PER_MINUTE)', () => {
+describeOnStores('per-token request rate (RATE_LIMIT_PER_TOKEN_PER_MINUTE)', (kind) => {
   it('is off by default', async () => {
-    const g = await start();
+    const g = await start(kind);
     for (let n = 0; n < 30; n++) {
       const { body } = await g.graphql(sendEmail, { input: { to: ['ops@example.com'], content: `#${n}`, wait: false } });
       expect(body.data.sendEmail.__typename).toBe('Delivery');
@@ -124,7 +124,7 @@ describe('per-token request rate (RATE_LIMIT_PER_TOKEN_PER_MINUTE)', () => {
   });
 
   it('refuses a token over its rate with RateLimitedError, counting what the database holds; other tokens go on', async () => {
-    const g = await start({ RATE_LIMIT_PER_TOKEN_PER_MINUTE: '5' });
+    const g = await start(kind, { RATE_LIMIT_PER_TOKEN_PER_MINUTE: '5' });
     const ids: string[] = [];
     for (let n = 0; n < 5; n++) {
       const { body } = await g.graphql(sendEmail, { input: { to: ['ops@example.com'], content: `#${n}`, wait: false } });
@@ -138,7 +138,7 @@ describe('per-token request rate (RATE_LIMIT_PER_TOKEN_PER_MINUTE)', () => {
     const { body: other } = await g.graphql(sendEmail, { input: { to: ['ops@example.com'], content: 'x', wait: false } }, { token: otherToken });
     expect(other.data.sendEmail.__typename).toBe('Delivery');
     // Once the oldest is over a minute old (in the database), there is room for one more.
-    age(g, ids[0], minute + 1000);
+    await age(g, ids[0], minute + 1000);
     const { body: later } = await g.graphql(sendEmail, { input: { to: ['ops@example.com'], content: 'later', wait: false } });
     expect(later.data.sendEmail.__typename).toBe('Delivery');
   });

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { channels, deliveryStatuses, type DeliveryRow, type NewDeliveryRow } from '../../src/db/schema';
 import { newDeliveryId } from '../../src/delivery/service';
-import { startGateway, type TestGateway } from '../support/gateway';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
 
 const base = Date.UTC(2025, 0, 6, 8, 0, 0);
 const total = 163;
@@ -54,8 +54,8 @@ interface Page {
   pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
 }
 
-describe('deliveries: a keyset Relay connection, newest first', () => {
-  let gateway: TestGateway;
+describeOnStores('deliveries: a keyset Relay connection, newest first', (kind) => {
+  let gateway: AnyGateway;
   let rows: NewDeliveryRow[];
   let expected: string[];
 
@@ -104,7 +104,7 @@ describe('deliveries: a keyset Relay connection, newest first', () => {
   };
 
   beforeAll(async () => {
-    gateway = await startGateway({ noDispatch: true });
+    gateway = await startGatewayOn(kind, { noDispatch: true });
     rows = sampleDeliveries();
     for (const row of rows) expect((await gateway.store.insertDelivery(row)).kind).toBe('created');
     expected = [...rows].sort(newestFirst).map((row) => row.id);

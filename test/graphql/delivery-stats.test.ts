@@ -1,8 +1,9 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken } from '../../src/auth';
 import type { ChannelName, DeliveryStatus } from '../../src/db/schema';
-import { startGateway, type TestGateway } from '../support/gateway';
+import type { SqliteStore } from '../../src/db/sqlite-store';
+import { describeOnStores, groupedDeliveryCounts, insertBareDeliveries, startGatewayOn, type AnyGateway, type BareDelivery } from '../support/db';
 
 const statsQuery = `query($from: DateTime!, $to: DateTime!, $bucket: StatsBucket, $channel: Channel) {
   deliveryStats(from: $from, to: $to, bucket: $bucket, channel: $channel) {
@@ -15,8 +16,8 @@ const statsQuery = `query($from: DateTime!, $to: DateTime!, $bucket: StatsBucket
 const at = (iso: string) => Date.parse(iso);
 let serial = 0;
 
-describe('deliveryStats', () => {
-  let gateway: TestGateway;
+describeOnStores('deliveryStats', (kind) => {
+  let gateway: AnyGateway;
   const ownToken = 'own-reader-token-0123456789';
   const noneToken = 'no-reader-token-0123456789';
 
@@ -43,7 +44,7 @@ describe('deliveryStats', () => {
   };
 
   beforeAll(async () => {
-    gateway = await startGateway({ noDispatch: true });
+    gateway = await startGatewayOn(kind, { noDispatch: true });
     await gateway.app.stop(0);
     for (const [name, read] of [
       ['own-reader', 'own'],
@@ -173,19 +174,14 @@ describe('deliveryStats', () => {
   });
 
   it('counts slice by slice exactly as one GROUP BY over the window would, for any window and bucket width', async () => {
-    const client = gateway.store.db.$client;
     const base = at('2026-03-01T00:00:00Z');
     const day = 86_400_000;
-    const insert = client.prepare(
-      `insert into deliveries (id, channel, status, provider, recipient, payload, caller_id, attempts, created_at, updated_at)
-       values (?, ?, ?, 'p', 'r', '{}', 'env:1', 0, ?, ?)`,
-    );
-    client.transaction(() => {
-      for (let n = 0; n < 300; n += 1) {
-        const created = base + Math.floor((((n * 7919) % 1000) / 1000) * 3 * day) + n;
-        insert.run(`dlv_fc${n}`, ['DING', 'EMAIL', 'SMS'][n % 3], n % 4 === 0 ? 'FAILED' : 'SENT', created, created);
-      }
-    })();
+    const rows: BareDelivery[] = [];
+    for (let n = 0; n < 300; n += 1) {
+      const created = base + Math.floor((((n * 7919) % 1000) / 1000) * 3 * day) + n;
+      rows.push({ id: `dlv_fc${n}`, channel: (['DING', 'EMAIL', 'SMS'] as const)[n % 3], status: n % 4 === 0 ? 'FAILED' : 'SENT', createdAt: created });
+    }
+    await insertBareDeliveries(gateway, rows);
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: -day, max: 4 * day }),
@@ -194,12 +190,7 @@ describe('deliveryStats', () => {
         async (offset, length, bucketMs) => {
           const from = base + offset;
           const to = from + length;
-          const expected = client
-            .prepare(
-              `select (created_at / ${bucketMs}) * ${bucketMs} as bucketStart, channel, status, count(*) as count from deliveries
-               where created_at >= ? and created_at < ? group by 1, 2, 3 order by 1, 2, 3`,
-            )
-            .all(from, to);
+          const expected = await groupedDeliveryCounts(gateway, from, to, bucketMs);
           expect(await gateway.store.deliveryStats({ from, to, bucketMs })).toEqual(expected);
         },
       ),
@@ -207,8 +198,10 @@ describe('deliveryStats', () => {
     );
   });
 
-  it('reads through an index, not a scan of the table', () => {
-    const client = gateway.store.db.$client;
+  // SQLite's plans. PostgreSQL's depend on its statistics: nine rows are read with a scan whatever the indexes (the
+  // deliveries list is checked on a big table in test/db/postgres-query-plan.test.ts).
+  (kind === 'sqlite' ? it : it.skip)('reads through an index, not a scan of the table', () => {
+    const client = (gateway.store as SqliteStore).db.$client;
     const plan = (sql: string) =>
       (client.prepare(`explain query plan ${sql}`).all() as { detail: string }[]).map((row) => row.detail).join('\n');
     const window = 'created_at >= 1 and created_at < 2';

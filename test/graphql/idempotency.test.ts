@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fullScopes, hashToken } from '../../src/auth';
-import { mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { countDeliveries, describeOnStores, mutationResult, startGatewayOn, type AnyGateway } from '../support/db';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
@@ -11,14 +11,14 @@ const sendEmail = `mutation($input: SendEmailInput!) {
   }
 }`;
 
-describe('idempotency keys on send mutations', () => {
-  let gateway: TestGateway;
-  const count = () => (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+describeOnStores('idempotency keys on send mutations', (kind) => {
+  let gateway: AnyGateway;
+  const count = () => countDeliveries(gateway);
   const send = (input: Record<string, unknown>, options?: { token?: string; headers?: Record<string, string> }) =>
     mutationResult(gateway, sendEmail, input, options);
 
   beforeAll(async () => {
-    gateway = await startGateway();
+    gateway = await startGatewayOn(kind);
   });
   afterAll(() => gateway.close());
 
@@ -26,22 +26,22 @@ describe('idempotency keys on send mutations', () => {
     const input = { to: ['a@example.com'], subject: 'deploy', content: 'v1.2', idempotencyKey: 'deploy-v1.2' };
     const first = await send(input);
     expect(first).toMatchObject({ __typename: 'Delivery', status: 'SENT' });
-    const before = count();
+    const before = await count();
     const again = await send({ ...input, wait: false });
     expect(again).toEqual(first);
-    expect(count()).toBe(before);
+    expect(await count()).toBe(before);
   });
 
   it('refuses the same key with another payload, recording nothing', async () => {
     await send({ to: ['a@example.com'], content: 'one', idempotencyKey: 'k-conflict' });
-    const before = count();
+    const before = await count();
     const conflict = await send({ to: ['a@example.com'], content: 'two', idempotencyKey: 'k-conflict' });
     expect(conflict).toMatchObject({
       __typename: 'IdempotencyConflictError',
       code: 'IDEMPOTENCY_CONFLICT',
       idempotencyKey: 'k-conflict',
     });
-    expect(count()).toBe(before);
+    expect(await count()).toBe(before);
   });
 
   it('takes the key from the Idempotency-Key header; a key in the input wins', async () => {

@@ -1,13 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../support/gateway';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
 
 const byRecipient = `query($recipient: String!) { deliveries(recipient: $recipient) { edges { node { id recipient } } } }`;
 
-describe('the recipient filter takes a recipient the way callers write it', () => {
-  let gateway: TestGateway;
+describeOnStores('the recipient filter takes a recipient the way callers write it', (kind) => {
+  let gateway: AnyGateway;
   const ids: Record<string, string> = {};
   beforeAll(async () => {
-    gateway = await startGateway();
+    gateway = await startGatewayOn(kind);
     const sms = await gateway.graphql(`mutation { sendSms(input: { mobile: "13800138000", content: "4821" }) { ... on Delivery { id recipient } } }`);
     ids.sms = sms.body.data.sendSms.id;
     const email = await gateway.graphql(

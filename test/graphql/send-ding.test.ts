@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { startDingTalkEmulator, type DingTalkEmulator } from '../peers/ding-talk-emulator';
-import { deliveryFields, startGateway, type TestGateway } from '../support/gateway';
+import { countDeliveries, describeOnStores, rawDeliveryRows, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields } from '../support/gateway';
 
 const sendDing = `mutation($input: SendDingInput!) {
   sendDing(input: $input) {
@@ -18,12 +19,10 @@ const robot = {
 };
 const otherRobot = `d4e5f6${crypto.randomBytes(16).toString('hex')}`;
 
-describe('sendDing', () => {
+describeOnStores('sendDing', (kind) => {
   let endpoint: DingTalkEmulator;
-  let gateway: TestGateway;
+  let gateway: AnyGateway;
   const answers: unknown[] = [];
-  const countDeliveries = () =>
-    (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
   const call = async (input: Record<string, unknown>) => {
     const result = await gateway.graphql(sendDing, { input });
     answers.push(result.body);
@@ -34,7 +33,7 @@ describe('sendDing', () => {
 
   beforeAll(async () => {
     endpoint = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret, [otherRobot]: 'SECother' } });
-    gateway = await startGateway({ env: { DINGTALK_BASE_URL: endpoint.url } });
+    gateway = await startGatewayOn(kind, { env: { DINGTALK_BASE_URL: endpoint.url } });
   });
   afterAll(async () => {
     await gateway.close();
@@ -105,7 +104,7 @@ describe('sendDing', () => {
   });
 
   it('retries when DingTalk is unreachable, without naming the robot URL in the error', async () => {
-    const unreachable = await startGateway({ env: { DINGTALK_BASE_URL: 'http://127.0.0.1:9' } });
+    const unreachable = await startGatewayOn(kind, { env: { DINGTALK_BASE_URL: 'http://127.0.0.1:9' } });
     try {
       const { body } = await unreachable.graphql(sendDing, { input: { ...robot, content: 'x' } });
       answers.push(body);
@@ -136,7 +135,7 @@ describe('sendDing', () => {
       { path: 'content', message: expect.stringMatching(/DingTalk accepts at most 20000/) },
     ]],
   ])('refuses %s with a ValidationError per field and records nothing', async (_label, fields, fieldErrors) => {
-    const before = countDeliveries();
+    const before = await countDeliveries(gateway);
     const requestsBefore = endpoint.requests.length;
     const result = await call({ ...robot, ...fields });
     expect(result.__typename).toBe('ValidationError');
@@ -146,7 +145,7 @@ describe('sendDing', () => {
       new Set(fieldErrors.map((error) => error.path)),
     );
     expect(result.message).toBeTruthy();
-    expect(countDeliveries()).toBe(before);
+    expect(await countDeliveries(gateway)).toBe(before);
     expect(endpoint.requests.length).toBe(requestsBefore);
   });
 
@@ -183,7 +182,8 @@ describe('sendDing', () => {
     const everything = JSON.stringify(answers) + JSON.stringify(gateway.logs);
     expect(everything).not.toContain(robot.accessToken);
     expect(everything).not.toContain(robot.secret);
-    const rows = gateway.store.db.$client.prepare('select * from deliveries').all();
+    const rows = await rawDeliveryRows(gateway);
+    expect(rows.length).toBeGreaterThan(0);
     expect(JSON.stringify(rows)).not.toContain(robot.accessToken);
     expect(JSON.stringify(rows)).not.toContain(robot.secret);
   });

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { countDeliveries, describeOnStores, mutationResult, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields } from '../support/gateway';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
@@ -13,15 +14,13 @@ const sendEmail = `mutation($input: SendEmailInput!) {
   }
 }`;
 
-describe('sendEmail through the development file outbox', () => {
-  let gateway: TestGateway;
+describeOnStores('sendEmail through the development file outbox', (kind) => {
+  let gateway: AnyGateway;
   const outbox = () => path.join(gateway.config.dataDir, 'outbox');
-  const countDeliveries = () =>
-    (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
   const call = (input: Record<string, unknown>) => mutationResult(gateway, sendEmail, input);
 
   beforeAll(async () => {
-    gateway = await startGateway();
+    gateway = await startGatewayOn(kind);
   });
   afterAll(() => gateway.close());
 
@@ -89,23 +88,23 @@ describe('sendEmail through the development file outbox', () => {
       { path: 'content', message: 'must not be empty' },
     ]],
   ])('refuses %s with a ValidationError per field and records nothing', async (_label, input, fieldErrors) => {
-    const before = countDeliveries();
+    const before = await countDeliveries(gateway);
     const files = fs.existsSync(outbox()) ? fs.readdirSync(outbox()).length : 0;
     const result = await call(input);
     expect(result.__typename).toBe('ValidationError');
     expect(result.fieldErrors).toEqual(fieldErrors);
     expect(result.message).toContain(fieldErrors[0].path);
-    expect(countDeliveries()).toBe(before);
+    expect(await countDeliveries(gateway)).toBe(before);
     expect(fs.existsSync(outbox()) ? fs.readdirSync(outbox()).length : 0).toBe(files);
   });
 
   it('refuses an invalid idempotencyKey as a field error and records nothing', async () => {
-    const before = countDeliveries();
+    const before = await countDeliveries(gateway);
     const result = await call({ to: ['a@example.com'], content: 'x', idempotencyKey: 'a\nb' });
     expect(result).toMatchObject({
       __typename: 'ValidationError',
       fieldErrors: [{ path: 'idempotencyKey', message: 'must be a single line' }],
     });
-    expect(countDeliveries()).toBe(before);
+    expect(await countDeliveries(gateway)).toBe(before);
   });
 });

@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveryFields, mutationResult, startGateway, type TestGateway } from '../support/gateway';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { countDeliveries, describeOnStores, mutationResult, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields } from '../support/gateway';
 
 const sendSms = `mutation($input: SendSmsInput!) {
   sendSms(input: $input) {
@@ -10,14 +11,12 @@ const sendSms = `mutation($input: SendSmsInput!) {
   }
 }`;
 
-describe('sendSms through the development log provider', () => {
-  let gateway: TestGateway;
-  const countDeliveries = () =>
-    (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+describeOnStores('sendSms through the development log provider', (kind) => {
+  let gateway: AnyGateway;
   const call = (input: Record<string, unknown>) => mutationResult(gateway, sendSms, input);
 
   beforeAll(async () => {
-    gateway = await startGateway();
+    gateway = await startGatewayOn(kind);
   });
   afterAll(() => gateway.close());
 
@@ -69,10 +68,10 @@ describe('sendSms through the development log provider', () => {
       { path: 'content', message: 'must be a single line' },
     ]],
   ])('refuses %s with a ValidationError per field and records nothing', async (_label, input, fieldErrors) => {
-    const before = countDeliveries();
+    const before = await countDeliveries(gateway);
     const result = await call(input);
     expect(result.__typename).toBe('ValidationError');
     expect(result.fieldErrors).toEqual(fieldErrors);
-    expect(countDeliveries()).toBe(before);
+    expect(await countDeliveries(gateway)).toBe(before);
   });
 });

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { ChannelError, type Channel, type EmailMessage, type SendResult } from '../../src/channels/channel';
-import { deliveryFields, eventually, startGateway, type TestGateway } from '../support/gateway';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields, eventually } from '../support/gateway';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) { __typename ... on Delivery { ${deliveryFields} } }
@@ -22,8 +23,8 @@ function controlledEmail() {
   return { channel, pending };
 }
 
-describe('how long a send mutation waits', () => {
-  let gateway: TestGateway | undefined;
+describeOnStores('how long a send mutation waits', (kind) => {
+  let gateway: AnyGateway | undefined;
   afterEach(async () => {
     await gateway?.close();
     gateway = undefined;
@@ -33,7 +34,7 @@ describe('how long a send mutation waits', () => {
 
   it('answers QUEUED at once with wait: false, and the delivery is then sent', async () => {
     const stub = controlledEmail();
-    gateway = await startGateway({ channels: { EMAIL: stub.channel } });
+    gateway = await startGatewayOn(kind, { channels: { EMAIL: stub.channel } });
     const { body } = await gateway.graphql(sendEmail, { input: { to: ['a@example.com'], content: 'x', wait: false } });
     expect(body.data.sendEmail).toMatchObject({ __typename: 'Delivery', status: 'QUEUED', attempts: 0, sentAt: null });
     const { id } = body.data.sendEmail;
@@ -49,7 +50,7 @@ describe('how long a send mutation waits', () => {
 
   it('waits for the first attempt by default and answers the delivery as it stands then', async () => {
     const stub = controlledEmail();
-    gateway = await startGateway({ channels: { EMAIL: stub.channel } });
+    gateway = await startGatewayOn(kind, { channels: { EMAIL: stub.channel } });
     const answer = gateway.graphql(sendEmail, { input: { to: ['a@example.com'], content: 'x' } });
     await eventually(() => stub.pending.length === 1);
     stub.pending[0].settle(new ChannelError('retryable', '421', 'mailbox busy'));
@@ -71,7 +72,7 @@ describe('how long a send mutation waits', () => {
 
   it('stops waiting after SEND_WAIT_MS and answers SENDING while the attempt is under way', async () => {
     const stub = controlledEmail();
-    gateway = await startGateway({ env: { SEND_WAIT_MS: '200' }, channels: { EMAIL: stub.channel } });
+    gateway = await startGatewayOn(kind, { env: { SEND_WAIT_MS: '200' }, channels: { EMAIL: stub.channel } });
     const { body } = await gateway.graphql(sendEmail, { input: { to: ['a@example.com'], content: 'x' } });
     expect(stub.pending).toHaveLength(1);
     expect(body.data.sendEmail).toMatchObject({ status: 'SENDING', attempts: 0, sentAt: null });
@@ -82,7 +83,7 @@ describe('how long a send mutation waits', () => {
 
   it('does not wait at all with SEND_WAIT_MS=0', async () => {
     const stub = controlledEmail();
-    gateway = await startGateway({ env: { SEND_WAIT_MS: '0' }, channels: { EMAIL: stub.channel } });
+    gateway = await startGatewayOn(kind, { env: { SEND_WAIT_MS: '0' }, channels: { EMAIL: stub.channel } });
     const { body } = await gateway.graphql(sendEmail, { input: { to: ['a@example.com'], content: 'x', wait: true } });
     expect(body.data.sendEmail).toMatchObject({ status: 'QUEUED', attempts: 0 });
     await eventually(() => stub.pending.length === 1);

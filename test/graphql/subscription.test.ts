@@ -1,14 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hashToken, type ReadScope } from '../../src/auth';
-import { eventually, startGateway, testToken, type TestGateway } from '../support/gateway';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { eventually, testToken } from '../support/gateway';
 import { sseReader } from '../support/sse';
 
 const subscription = `subscription($id: ID, $channel: Channel) {
   deliveryUpdated(id: $id, channel: $channel) { id channel status attempts }
 }`;
 
-describe('deliveryUpdated over server-sent events', () => {
-  let gateway: TestGateway;
+describeOnStores('deliveryUpdated over server-sent events', (kind) => {
+  let gateway: AnyGateway;
   let base: string;
 
   const tokens: Record<string, string> = {};
@@ -51,7 +52,7 @@ describe('deliveryUpdated over server-sent events', () => {
   const listeners = () => (gateway.app.events as unknown as { emitter: import('node:events').EventEmitter }).emitter;
 
   beforeAll(async () => {
-    gateway = await startGateway({ noDispatch: true, env: { DINGTALK_BASE_URL: 'http://127.0.0.1:9' } });
+    gateway = await startGatewayOn(kind, { noDispatch: true, env: { DINGTALK_BASE_URL: 'http://127.0.0.1:9' } });
     base = await gateway.listen();
     await addToken('own-reader', 'own');
     await addToken('no-reader', 'none');
@@ -144,6 +145,8 @@ describe('deliveryUpdated over server-sent events', () => {
     const answer = JSON.parse((await refused())!.data);
     expect(answer.data ?? null).toBeNull();
     expect(answer.errors[0]).toMatchObject({ message: `No delivery ${other}`, extensions: { code: 'NOT_FOUND' } });
+    // Sent before the next test opens its stream (its updates on EMAIL would show there).
+    await eventually(async () => (await gateway.store.getDelivery(other))?.status === 'SENT');
   });
 
   it('ends the stream of a token revoked while it is open', async () => {
@@ -168,6 +171,48 @@ describe('deliveryUpdated over server-sent events', () => {
     const answer = JSON.parse((await next())!.data);
     expect(answer.errors[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     expect(await next()).toMatchObject({ event: 'complete' });
+  });
+
+  it('by channel, many deliveries at once: each shows QUEUED, SENDING and SENT, in that order, none dropped', async () => {
+    // Updates of different deliveries interleave, and are not published in the order of their timestamps. A dispatcher
+    // that polls every 10 ms also often claims a new delivery (on another connection, with PostgreSQL) between the
+    // insert's commit and the moment the sending request hears of it.
+    const busy = await startGatewayOn(kind, { env: { DISPATCH_POLL_MS: '10' } });
+    const controller = new AbortController();
+    try {
+      const url = await busy.listen();
+      const response = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'OPS-Token': testToken },
+        body: JSON.stringify({ query: subscription, variables: { channel: 'EMAIL' } }),
+        signal: controller.signal,
+      });
+      const next = sseReader(response);
+      const ids: string[] = [];
+      for (let n = 0; n < 100; n++) {
+        const { body } = await busy.graphql(
+          `mutation($input: SendEmailInput!) { sendEmail(input: $input) { ... on Delivery { id } } }`,
+          { input: { to: ['ops@example.com'], content: `#${n}`, wait: false } },
+        );
+        ids.push(body.data.sendEmail.id);
+        await new Promise((resolve) => setTimeout(resolve, n % 5));
+      }
+      for (const id of ids) await eventually(async () => (await busy.store.getDelivery(id))?.status === 'SENT');
+      // Everything is sent: read what the stream showed (a stream that dropped an update would wait for it forever).
+      const seen = new Map<string, string[]>(ids.map((id) => [id, []]));
+      const unfinished = () => [...seen.values()].some((statuses) => statuses.at(-1) !== 'SENT');
+      while (unfinished()) {
+        const event = await Promise.race([next(), new Promise<undefined>((resolve) => setTimeout(resolve, 2000))]);
+        if (!event) break;
+        const delivery = JSON.parse(event.data).data.deliveryUpdated;
+        seen.get(delivery.id)?.push(delivery.status);
+      }
+      const outOfOrder = [...seen].filter(([, statuses]) => statuses.join() !== 'QUEUED,SENDING,SENT');
+      expect(outOfOrder).toEqual([]);
+    } finally {
+      controller.abort();
+      await busy.close();
+    }
   });
 
   it('without a token, or with a wrong one: 401 and no stream', async () => {

@@ -1,17 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { errorCatalog } from '../../src/errors';
 import { startAliyunSmsEmulator, type AliyunSmsEmulator } from '../peers/aliyun-sms-emulator';
 import { startDingTalkEmulator, type DingTalkEmulator } from '../peers/ding-talk-emulator';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
-import { startGateway, type TestGateway } from '../support/gateway';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
 import { legacyRequest, query } from './legacy-client';
 
 // Every hostile piece at once: raw +, %2B, %26, %3D, %25, %0A, a 4-byte emoji, Chinese.
 const rawContent = 'a+b%2Bc%26d%3De%25f%0Ag%F0%9F%98%80%E4%B8%AD%E6%96%87';
 const decodedContent = 'a b+c&d=e%f\ng😀中文';
 
-describe('legacy REST end to end: what the SMTP server, DingTalk and Aliyun SMS received', () => {
-  let gateway: TestGateway;
+describeOnStores('legacy REST end to end: what the SMTP server, DingTalk and Aliyun SMS received', (kind) => {
+  let gateway: AnyGateway;
   let ding: DingTalkEmulator;
   let smtp: SmtpSink;
   let aliyun: AliyunSmsEmulator;
@@ -23,7 +23,7 @@ describe('legacy REST end to end: what the SMTP server, DingTalk and Aliyun SMS 
     ding = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret } });
     smtp = await startSmtpSink();
     aliyun = await startAliyunSmsEmulator({ accessKeyId: 'e2e-key', accessKeySecret: 'e2e-secret' });
-    gateway = await startGateway({
+    gateway = await startGatewayOn(kind, {
       env: {
         DINGTALK_BASE_URL: ding.url,
         SMTP_URL: smtp.url,

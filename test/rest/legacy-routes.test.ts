@@ -8,7 +8,8 @@ import { hashToken } from '../../src/auth';
 import { ChannelError, type Channel, type SendContext, type SmsMessage } from '../../src/channels/channel';
 import { signDingTalk } from '../../src/channels/ding-talk-robot';
 import { errorCatalog } from '../../src/errors';
-import { deliveryFields, startGateway, testToken, type TestGateway } from '../support/gateway';
+import { countDeliveries, deliveriesWithKey, describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { deliveryFields, testToken } from '../support/gateway';
 import { legacyRequest, query, type LegacyRequestOptions } from './legacy-client';
 
 const codes = Object.fromEntries(Object.entries(errorCatalog).map(([name, entry]) => [name, entry.restCode])) as {
@@ -79,8 +80,8 @@ class RecordingSms implements Channel<'SMS'> {
   }
 }
 
-describe('legacy REST routes over a real port', () => {
-  let gateway: TestGateway;
+describeOnStores('legacy REST routes over a real port', (kind) => {
+  let gateway: AnyGateway;
   let ding: Awaited<ReturnType<typeof startDingStub>>;
   const sms = new RecordingSms();
   let base: string;
@@ -89,8 +90,7 @@ describe('legacy REST routes over a real port', () => {
   const robotSecret = 'SEC0123456789abcdef0123456789abcdef';
   const mobile = () => `1390013${String(++counter).padStart(4, '0')}`;
   const send = (rawPath: string, options?: LegacyRequestOptions) => legacyRequest(base, rawPath, options);
-  const deliveryCount = () =>
-    (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+  const deliveryCount = () => countDeliveries(gateway);
   const outboxMail = async (deliveryId: string) =>
     simpleParser(fs.readFileSync(path.join(gateway.config.dataDir, 'outbox', `${deliveryId}.eml`)));
   /** The plain-text part as the recipient reads it (MIME may add one line break at the end). */
@@ -99,7 +99,7 @@ describe('legacy REST routes over a real port', () => {
 
   beforeAll(async () => {
     ding = await startDingStub();
-    gateway = await startGateway({ env: { DINGTALK_BASE_URL: ding.url }, channels: { SMS: sms } });
+    gateway = await startGatewayOn(kind, { env: { DINGTALK_BASE_URL: ding.url }, channels: { SMS: sms } });
     base = await gateway.listen();
   });
   afterAll(async () => {
@@ -298,11 +298,11 @@ describe('legacy REST routes over a real port', () => {
       ['%4 at the end', 'content=x%4', 'content: malformed percent-encoding "%4" in the query string; a literal % is sent as %25'],
       ['a malformed parameter name', 'con%ZZtent=x', 'query string: malformed percent-encoding "%ZZ" in a parameter name; a literal % is sent as %25'],
     ])('refuses %s with the invalid-parameter code, recording nothing', async (_label, rawQuery, data) => {
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const { status, body } = await send(`/api/third/email/sendMsg?email=a%40example.com&${rawQuery}`);
       expect(status).toBe(200);
       expect(body).toEqual({ code: codes.INVALID_ARGUMENT, data });
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
     });
 
     it('refuses a malformed percent sequence in a form body', async () => {
@@ -328,10 +328,10 @@ describe('legacy REST routes over a real port', () => {
     it.each(cases)('%s without %s: invalid parameter naming it, nothing recorded', async (route, name) => {
       const params: Record<string, string> = { ...complete()[route] };
       delete params[name];
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const { body } = await send(`/api/third/${route}/sendMsg?${query(params)}`);
       expect(body).toEqual({ code: codes.INVALID_ARGUMENT, data: `${name}: is required` });
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
     });
 
     const emptyMessages: Record<string, string> = {
@@ -345,10 +345,10 @@ describe('legacy REST routes over a real port', () => {
     };
     it.each(cases)('%s with %s sent empty: invalid parameter naming it, nothing recorded', async (route, name) => {
       const params: Record<string, string> = { ...complete()[route], [name]: '' };
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const { body } = await send(`/api/third/${route}/sendMsg?${query(params)}`);
       expect(body).toEqual({ code: codes.INVALID_ARGUMENT, data: emptyMessages[`${route} ${name}`] });
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
     });
 
     it('names every missing parameter at once', async () => {
@@ -449,10 +449,10 @@ describe('legacy REST routes over a real port', () => {
         revokedAt: null,
         lastUsedAt: null,
       });
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const { body } = await send(`/api/third/ding/sendMsg?${query({ accessToken: robot(), secret: robotSecret, content: 'x' })}`, { token });
       expect(body).toEqual({ code: codes.FORBIDDEN, data: 'This token may not send on DING' });
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
       const allowed = await send(`/api/third/email/sendMsg?${query({ email: 'a@example.com', content: 'x' })}`, { token });
       expect(allowed.body.code).toBe(1000);
     });
@@ -461,7 +461,7 @@ describe('legacy REST routes over a real port', () => {
       const to = mobile();
       const first = await send(`/api/third/sms/sendMsg?${query({ mobile: to, content: '111111' })}`);
       expect(first.body.code).toBe(1000);
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const second = await send(`/api/third/sms/sendMsg?${query({ mobile: to, content: '222222' })}`);
       expect(second.body.code).toBe(codes.RATE_LIMITED);
       expect(second.body.deliveryId).toBeUndefined();
@@ -469,7 +469,7 @@ describe('legacy REST routes over a real port', () => {
       expect(seconds).toBeGreaterThan(0);
       expect(seconds).toBeLessThanOrEqual(60);
       expect(second.headers['retry-after']).toBe(String(seconds));
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
     });
 
     it('1005 when the provider refuses the first attempt for good: its reason, and the recorded delivery', async () => {
@@ -512,8 +512,7 @@ describe('legacy REST routes over a real port', () => {
       // The idempotencyKey parameter works the same way.
       const viaParameter = await send(`${route('once')}&idempotencyKey=${key}`);
       expect(viaParameter.body).toEqual(first.body);
-      const rows = gateway.store.db.$client.prepare('select count(*) as n from deliveries where idempotency_key = ?').get(key) as { n: number };
-      expect(rows.n).toBe(1);
+      expect(await deliveriesWithKey(gateway, key)).toHaveLength(1);
     });
 
     it('1001 naming the Idempotency-Key header when it is invalid', async () => {
@@ -539,7 +538,7 @@ describe('legacy REST routes over a real port', () => {
 
     it('1008 for a body over 1 MiB, with and without Content-Length', async () => {
       const big = JSON.stringify({ email: 'big@example.com', content: 'x'.repeat(1024 * 1024) });
-      const before = deliveryCount();
+      const before = await deliveryCount();
       const declared = await send('/api/third/email/sendMsg', { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
       expect(declared.status).toBe(200);
       expect(declared.body).toEqual({ code: codes.PAYLOAD_TOO_LARGE, data: 'body: larger than 1048576 bytes' });
@@ -550,7 +549,7 @@ describe('legacy REST routes over a real port', () => {
         chunked: true,
       });
       expect(chunked.body).toEqual({ code: codes.PAYLOAD_TOO_LARGE, data: 'body: larger than 1048576 bytes' });
-      expect(deliveryCount()).toBe(before);
+      expect(await deliveryCount()).toBe(before);
       // Just under the limit is read.
       const shell = JSON.stringify({ email: 'fits@example.com', content: 'fits', padding: '' });
       const fits = JSON.stringify({ email: 'fits@example.com', content: 'fits', padding: 'z'.repeat(1024 * 1024 - shell.length) });
@@ -617,12 +616,12 @@ class SteeredEmail implements Channel<'EMAIL'> {
   }
 }
 
-describe('legacy REST when the first attempt is not over or failed for now', () => {
-  let gateway: TestGateway;
+describeOnStores('legacy REST when the first attempt is not over or failed for now', (kind) => {
+  let gateway: AnyGateway;
   let base: string;
   const email = new SteeredEmail();
   beforeAll(async () => {
-    gateway = await startGateway({
+    gateway = await startGatewayOn(kind, {
       channels: { EMAIL: email },
       env: { SEND_WAIT_MS: '100', RETRY_BASE_DELAY_MS: '60000', RETRY_MAX_DELAY_MS: '60000', BODY_LIMIT_BYTES: '2048' },
     });

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator, hashToken } from '../../src/auth';
 import type { Store } from '../../src/db/store';
-import { startGateway, testToken, type TestGateway } from '../support/gateway';
+import { countDeliveries, databaseContents, describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { testSecretKey, testToken } from '../support/gateway';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -16,12 +16,16 @@ interface CliResult {
 }
 
 /** Runs `npm run token -- …` the way npm does (tsx), against the gateway's own database. */
-function tokenCli(gateway: TestGateway, ...args: string[]): Promise<CliResult> {
+function tokenCli(gateway: AnyGateway, ...args: string[]): Promise<CliResult> {
+  const database =
+    gateway.store.kind === 'postgres'
+      ? { DATABASE_URL: gateway.database!.url, NOTIFY_SECRET_KEY: testSecretKey }
+      : { DATABASE_URL: `file:${gateway.databasePath}` };
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli/token.ts', ...args],
-      { cwd: root, env: { ...process.env, DATABASE_URL: `file:${gateway.databasePath}`, OPS_TOKENS: '' } },
+      { cwd: root, env: { ...process.env, ...database, OPS_TOKENS: '' } },
       (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -31,15 +35,14 @@ const sendEmail = 'mutation { sendEmail(input: { to: ["ops@example.com"], conten
 const sendSms = 'mutation { sendSms(input: { mobile: "13800138000", content: "1234", wait: false }) { __typename ... on Delivery { id } ... on Error { code message } } }';
 const listIds = '{ deliveries(first: 100) { edges { node { id } } } }';
 const ids = (body: any) => body.data.deliveries.edges.map((edge: any) => edge.node.id).sort();
-const countRows = (gateway: TestGateway) =>
-  (gateway.store.db.$client.prepare('select count(*) as n from deliveries').get() as { n: number }).n;
+const countRows = (gateway: AnyGateway) => countDeliveries(gateway);
 
-describe('npm run token -- create | list | revoke, and what each token may do', () => {
-  let gateway: TestGateway;
+describeOnStores('npm run token -- create | list | revoke, and what each token may do', (kind) => {
+  let gateway: AnyGateway;
   const tokens: Record<'own' | 'all' | 'none', { token: string; id: string }> = {} as never;
 
   beforeAll(async () => {
-    gateway = await startGateway({ noDispatch: true, env: { SEND_WAIT_MS: '0' } });
+    gateway = await startGatewayOn(kind, { noDispatch: true, env: { SEND_WAIT_MS: '0' } });
   });
   afterAll(() => gateway.close());
 
@@ -79,9 +82,13 @@ describe('npm run token -- create | list | revoke, and what each token may do', 
       auditor: { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' },
       blind: { channels: ['EMAIL'], read: 'none' },
     });
-    gateway.store.db.$client.pragma('wal_checkpoint(TRUNCATE)');
-    const bytes = fs.readFileSync(gateway.databasePath);
-    for (const { token } of Object.values(tokens)) expect(bytes.includes(Buffer.from(token))).toBe(false);
+    const bytes = await databaseContents(gateway, { checkpoint: true });
+    for (const { token, id } of Object.values(tokens)) {
+      expect(bytes.includes(Buffer.from(token))).toBe(false);
+      // What is there: the token's hash, under its id.
+      expect(bytes.includes(Buffer.from(hashToken(token)))).toBe(true);
+      expect(bytes.includes(Buffer.from(id))).toBe(true);
+    }
 
     expect([taken.code, missing.code, unknown.code]).toEqual([2, 2, 2]);
     expect(taken.stderr).toMatch(/"old" is taken by a revoked token \(tok_old\)/);
@@ -94,7 +101,7 @@ describe('npm run token -- create | list | revoke, and what each token may do', 
     const { status, body } = await gateway.graphql(sendSms, {}, { token: tokens.own.token });
     expect(status).toBe(200);
     expect(body.data.sendSms).toEqual({ __typename: 'ForbiddenError', code: 'FORBIDDEN', message: 'This token may not send on SMS' });
-    expect(countRows(gateway)).toBe(0);
+    expect(await countRows(gateway)).toBe(0);
   });
 
   it('records which token sent each delivery, and shows each token only what its read scope allows', async () => {
