@@ -8,11 +8,11 @@ import { startGatewayOn, storeUnavailable, type AnyGateway } from '../support/db
 /**
  * The PostgreSQL counterpart of deliveries-query-plan.test.ts: the deliveries list must stay fast on a big table. Every
  * combination of filters the API allows runs through GraphQL; the SQL PostgresStore.listDeliveries sends is captured
- * and EXPLAINed on a table of 40 000 analysed rows, twice: planned for the values at hand (a custom plan, what the first
- * executions of a prepared statement get) and planned once for any values (the generic plan PostgreSQL may switch a
- * prepared statement to after five executions). Each plan must walk a deliveries_*_idx index in the answer's order
- * (Index Scan or Index Only Scan, backward for newest first) under the LIMIT, bounded by the time filters and cursors:
- * no Seq Scan, no bitmap scan, no Sort. Some combinations cannot (see `sortsMatches`).
+ * and EXPLAINed on a table of 50 000 analysed rows, on one of the store's own connections (its session settings). The
+ * store sends it unnamed, so PostgreSQL plans it for the values at hand every time (a named statement would turn to a
+ * generic plan after five runs): that plan must walk a deliveries_*_idx index in the answer's order (Index Scan or
+ * Index Only Scan, backward for newest first) under the LIMIT, bounded by the time filters and cursors: no Seq Scan,
+ * no bitmap scan, no Sort. Some combinations cannot (see `sortsMatches`).
  */
 
 const rows = 50_000;
@@ -91,12 +91,9 @@ const pages: Page[] = [
 /**
  * The combinations that do NOT meet the bar with the current indexes (PostgreSQL 15, this table): two equality filters
  * that each keep a small share of the rows (any two of status, recipient and callerId), or recipient with channel. The
- * planner then estimates their intersection as a few dozen rows (it multiplies the selectivities, and in a generic plan
- * takes `recipient = $n` as the average recipient's share, a handful of rows) and prefers a bitmap scan of one index
- * (or a BitmapAnd of two) followed by a top-N Sort of every match, to walking one index in order. Measured here: custom
- * plans sort 30 to 2 500 rows; generic plans for recipient with another equality filter read and sort every row of the
- * recipient (5 000 for ops@example.com, at any page), and PostgreSQL does switch the store's named statements to that
- * generic plan after five executions. There is no index on two of these columns with created_at after them to walk
+ * planner then estimates their intersection as a few dozen rows (it multiplies the selectivities) and prefers a bitmap
+ * scan of one index (or a BitmapAnd of two) followed by a top-N Sort of every match, to walking one index in order:
+ * here it sorts 30 to 2 500 rows. There is no index on two of these columns with created_at after them to walk
  * instead. These combinations are held to the lesser bar of `searchProblems`; every other one to the full bar.
  */
 function sortsMatches(set: Filter[], own: boolean): boolean {
@@ -134,7 +131,7 @@ describe.skipIf(storeUnavailable('postgres'))('deliveries query plans on Postgre
   let gateway: AnyGateway;
   let pool: pg.Pool;
   let restore: () => void;
-  const executed: { text: string; values: unknown[] }[] = [];
+  const executed: { text: string; values: unknown[]; name?: string }[] = [];
   const ownToken = 'own-deliveries-token';
 
   beforeAll(async () => {
@@ -158,7 +155,7 @@ describe.skipIf(storeUnavailable('postgres'))('deliveries query plans on Postgre
     pool.query = function (this: pg.Pool, ...args: unknown[]) {
       const [config, params] = args as [string | pg.QueryConfig, unknown[] | undefined];
       if (typeof config === 'string') executed.push({ text: config, values: params ?? [] });
-      else executed.push({ text: config.text, values: config.values ?? params ?? [] });
+      else executed.push({ text: config.text, values: config.values ?? params ?? [], name: config.name });
       return (query as (...all: unknown[]) => unknown).apply(this, args);
     } as typeof pool.query;
     restore = () => {
@@ -197,23 +194,12 @@ describe.skipIf(storeUnavailable('postgres'))('deliveries query plans on Postgre
     return lists[0];
   }
 
-  /** The custom plan (for these values) and the generic plan (for any values) of a statement. */
-  async function plansOf(text: string, params: unknown[]): Promise<{ custom: PlanNode; generic: PlanNode }> {
+  /** The plan PostgreSQL makes for the statement with these values, on one of the store's connections. */
+  async function planOf(text: string, params: unknown[]): Promise<PlanNode> {
     const client = await pool.connect();
     try {
-      const explain = async (sql: string, values: unknown[] = []) =>
-        ((await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(sql, values)).rows[0]['QUERY PLAN'][0].Plan);
-      const custom = await explain(`explain (format json) ${text}`, params);
-      await client.query(`prepare plan_probe as ${text}`);
-      try {
-        await client.query('set plan_cache_mode = force_generic_plan');
-        const literals = params.map((value) => (typeof value === 'number' ? String(value) : client.escapeLiteral(String(value))));
-        const generic = await explain(`explain (format json) execute plan_probe(${literals.join(', ')})`);
-        return { custom, generic };
-      } finally {
-        await client.query('reset plan_cache_mode');
-        await client.query('deallocate plan_probe');
-      }
+      const { rows: explained } = await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(`explain (format json) ${text}`, params);
+      return explained[0]['QUERY PLAN'][0].Plan;
     } finally {
       client.release();
     }
@@ -271,21 +257,35 @@ describe.skipIf(storeUnavailable('postgres'))('deliveries query plans on Postgre
     })),
   );
 
-  it.each(combinations)('$label: an ordered index walk for every page, custom and generic plans', async ({ set, own }) => {
+  it.each(combinations)('$label: an ordered index walk for every page', async ({ set, own }) => {
     const lesserBar = sortsMatches(set, own);
     const failures: string[] = [];
     for (const page of pages) {
       const args = [page.args, ...set.map((name) => `${name}: ${literal(name)}`)].join(', ');
-      const { text, values: params } = await listStatement(args, own ? ownToken : undefined);
+      const { text, values: params, name } = await listStatement(args, own ? ownToken : undefined);
+      // Unnamed: planned for its values on every run, never a generic plan.
+      expect(name).toBeUndefined();
       if (own) expect(text).toMatch(/caller_id = \$\d/);
       expect(text).not.toMatch(/offset/i);
       expect(text).toMatch(/limit \$\d+$/);
       const timeBound = page.after || page.before || set.includes('createdAfter') || set.includes('createdBefore');
-      for (const [kind, plan] of Object.entries(await plansOf(text, params))) {
-        const found = lesserBar ? searchProblems(plan) : walkProblems(plan, page, timeBound);
-        if (found.length > 0) failures.push(`${page.label} (${kind} plan): ${found.join('; ')}\n    ${describePlan(plan)}`);
-      }
+      const plan = await planOf(text, params);
+      const found = lesserBar ? searchProblems(plan) : walkProblems(plan, page, timeBound);
+      if (found.length > 0) failures.push(`${page.label}: ${found.join('; ')}\n    ${describePlan(plan)}`);
     }
     expect(failures, failures.join('\n')).toEqual([]);
+  });
+
+  // Last: it changes the table. The newest rows all waiting (a backlog), and a page of SENT ones: walking the created_at
+  // index and filtering would read past every waiting row first.
+  it('a common status behind a run of newer rows of another still walks its own index', async () => {
+    await pool.query(`update deliveries set status = 'QUEUED' where created_at > $1`, [createdAt(rows - 5000)]);
+    await pool.query('analyze deliveries');
+    for (const page of pages.filter(({ after, before }) => !after && !before)) {
+      const { text, values: params } = await listStatement(`${page.args}, status: SENT`);
+      const plan = await planOf(text, params);
+      expect(walkProblems(plan, page, false), describePlan(plan)).toEqual([]);
+      expect(nodesOf(plan).find((node) => node['Relation Name'] === 'deliveries')?.['Index Name']).toBe('deliveries_status_created_idx');
+    }
   });
 });

@@ -130,7 +130,8 @@ describe.each(kinds)('Store contract: %s', (kind) => {
       if (outcome.kind !== 'limited') continue;
       expect(outcome.limit).toBe(limit);
       expect(outcome.retryAfterMs).toBeGreaterThan(minuteMs - 5000);
-      expect(outcome.retryAfterMs).toBeLessThanOrEqual(minuteMs);
+      // Until the oldest counted send leaves the window; writers stamp their rows a few ms apart.
+      expect(outcome.retryAfterMs).toBeLessThanOrEqual(minuteMs + 1000);
     }
     // Other numbers and other channels are counted apart.
     expect((await store.insertDelivery(deliveryRow({ channel: 'SMS', recipient: '+8613900139000' }), [limit])).kind).toBe('created');

@@ -74,12 +74,17 @@ describeOnStores('cancelDelivery', (kind) => {
     const channel = new ScriptedChannel('EMAIL', async () => {
       throw new ChannelError('retryable', 'SMTP_421', '421 try later');
     });
-    const g = await start(kind, { EMAIL: channel }, { env: { RETRY_BASE_DELAY_MS: '300', RETRY_MAX_DELAY_MS: '300' } });
+    // A retry 0.75–1.5 s later: time enough to cancel on a loaded machine.
+    const g = await start(kind, { EMAIL: channel }, { env: { RETRY_BASE_DELAY_MS: '1500', RETRY_MAX_DELAY_MS: '1500' } });
     const { id } = await send(g, sendEmail, email);
-    await eventually(async () => (await g.store.getDelivery(id))?.status === 'RETRYING');
+    const retrying = await eventually(async () => {
+      const row = await g.store.getDelivery(id);
+      return row?.status === 'RETRYING' && row;
+    });
     const { body } = await g.graphql(cancel, { id });
     expect(body.data.cancelDelivery).toMatchObject({ status: 'CANCELLED', attempts: 1, nextAttemptAt: null });
-    await sleep(600);
+    // Past the time the retry was due, and a poll after it.
+    await sleep(Math.max(0, retrying.nextAttemptAt! - Date.now()) + 300);
     expect(channel.sendsFor(id)).toBe(1);
     expect(await g.store.getDelivery(id)).toMatchObject({ status: 'CANCELLED', attempts: 1 });
   });

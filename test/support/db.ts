@@ -1,6 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { describe } from 'vitest';
 import type { ChannelName, DeliveryStatus } from '../../src/db/schema';
 import type { PostgresStore } from '../../src/db/postgres-store';
@@ -25,28 +23,9 @@ export const storeKinds = ['sqlite', 'postgres'] as const satisfies readonly Sto
 /** True when suites on this store must be skipped (PostgreSQL without a server; never SQLite). */
 export const storeUnavailable = (kind: StoreKind): boolean => kind === 'postgres' && !postgresAvailable();
 
-/**
- * A gateway on `kind`. A PostgreSQL gateway gets a data folder of its own (the file outbox lives there), removed with
- * it, as a SQLite gateway's is.
- */
+/** A gateway on `kind`, with its own data folder (outbox, key file) either way. */
 export async function startGatewayOn(kind: StoreKind, options: TestGatewayOptions = {}): Promise<AnyGateway> {
-  if (kind === 'sqlite') return gateways.startGateway({ ...options, store: 'sqlite' });
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-gateway-pg-data-'));
-  try {
-    const gateway = await gateways.startGateway({ ...options, store: 'postgres', env: { DATA_DIR: dataDir, ...options.env } });
-    const close = gateway.close;
-    gateway.close = async () => {
-      try {
-        await close();
-      } finally {
-        fs.rmSync(dataDir, { recursive: true, force: true });
-      }
-    };
-    return gateway;
-  } catch (error) {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    throw error;
-  }
+  return kind === 'sqlite' ? gateways.startGateway({ ...options, store: 'sqlite' }) : gateways.startGateway({ ...options, store: 'postgres' });
 }
 
 // gateway.ts's mutationResult only uses the API, whatever the store: typed here for gateways on either.

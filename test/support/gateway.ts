@@ -70,11 +70,23 @@ export async function startGateway(options?: TestGatewayOptions & { store?: 'sql
 export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway<Store>> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'notify-gateway-test-'));
   const ownDatabase = options.store === 'postgres' ? await createTestDatabase() : undefined;
+  try {
+    return await startOn(dir, ownDatabase, options);
+  } catch (error) {
+    await ownDatabase?.drop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function startOn(dir: string, ownDatabase: TestDatabase | undefined, options: TestGatewayOptions): Promise<TestGateway<Store>> {
   const database = ownDatabase ?? (typeof options.store === 'object' ? options.store : undefined);
   const config = loadConfig({
     NODE_ENV: 'test',
     DATABASE_URL: database ? database.url : `file:${path.join(dir, 'notify.db')}`,
     ...(database ? { NOTIFY_SECRET_KEY: testSecretKey } : {}),
+    // The outbox and the key file in this gateway's own folder, whatever the store.
+    DATA_DIR: dir,
     OPS_TOKENS: testToken,
     LOG_LEVEL: 'debug',
     DISPATCH_POLL_MS: '50',
