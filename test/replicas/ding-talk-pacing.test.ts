@@ -31,7 +31,8 @@ describe.skipIf(!postgresAvailable())('DingTalk pacing summed over three replica
     const robot = { accessToken: crypto.randomBytes(32).toString('hex'), secret: `SEC${crypto.randomBytes(32).toString('hex')}` };
     emulator = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret } });
     database = await createTestDatabase();
-    replicas = await startReplicas(3, database, { DINGTALK_BASE_URL: emulator.url, DISPATCH_POLL_MS: '100' });
+    // A few attempts at a time per replica, so that none can claim the whole storm alone: all three send.
+    replicas = await startReplicas(3, database, { DINGTALK_BASE_URL: emulator.url, DISPATCH_POLL_MS: '100', DISPATCH_CONCURRENCY: '3' });
 
     const answers = await Promise.all(
       Array.from({ length: 60 }, (_, n) =>
