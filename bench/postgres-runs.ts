@@ -3,10 +3,11 @@
 // and end to end through one and three replicas of dist/main.js. Each run has a database of its own, dropped after.
 import crypto from 'node:crypto';
 import path from 'node:path';
-import type pg from 'pg';
+import pg from 'pg';
 import { createApp } from '../src/app';
 import { closeChannels, createChannels } from '../src/channels';
 import { loadConfig } from '../src/config';
+import { connectionSettings } from '../src/db/postgres-client';
 import { PostgresStore } from '../src/db/postgres-store';
 import { createLogger } from '../src/logger';
 import { loadSecretKey, SecretBox } from '../src/secrets';
@@ -145,19 +146,17 @@ async function firstPageStatements(database: BenchDatabase, cases: QueryCase[]):
 }
 
 /**
- * EXPLAIN (ANALYZE, BUFFERS) of a statement as the gateway runs it: prepared, and executed five times first, since
- * from the sixth execution on PostgreSQL may switch a prepared statement to its generic plan (the gateway prepares
- * each once per connection and runs it thousands of times).
+ * EXPLAIN (ANALYZE, BUFFERS) of a statement as the gateway runs it: unnamed, so planned for its values on every run,
+ * on a session with the gateway's own connection settings (random_page_cost among them).
  */
-async function explain(client: pg.Client, { text, values }: Statement): Promise<string> {
-  const args = values.map((value) => client.escapeLiteral(String(value))).join(', ');
-  await client.query(`prepare page as ${text}`);
+async function explain(url: string, { text, values }: Statement): Promise<string> {
+  const client = new pg.Client(connectionSettings({ url, applicationName: 'notify-bench explain' }));
+  await client.connect();
   try {
-    for (let i = 0; i < 5; i += 1) await client.query(`execute page(${args})`);
-    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`explain (analyze, buffers) execute page(${args})`);
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`explain (analyze, buffers) ${text}`, values);
     return rows.map((row) => row['QUERY PLAN']).join('\n');
   } finally {
-    await client.query('deallocate page');
+    await client.end();
   }
 }
 
@@ -181,7 +180,7 @@ async function postgresQueries(): Promise<string> {
     const plans: string[] = [];
     const summaries: ReturnType<typeof planSummary>[] = [];
     for (const [index, [name, filter]] of cases.entries()) {
-      const plan = await explain(database.client, statements[index]!);
+      const plan = await explain(database.url, statements[index]!);
       summaries.push(planSummary(plan));
       const { text, values } = statements[index]!;
       const statement = text.replace(/\s+/g, ' ').replace(/^select .*? from deliveries/, 'select <every column> from deliveries');
@@ -207,7 +206,7 @@ async function postgresQueries(): Promise<string> {
     }
     const header =
       `Measured ${new Date().toISOString().slice(0, 16)}Z on ${rowCount.toLocaleString('en')} seeded rows: the statement the ` +
-      'gateway ran for each first page (taken from\nthe app), then its plan after five executions.';
+      'gateway ran for each first page (taken from\nthe app), then its plan as the gateway gets it: planned for its values, on a session with the gateway\'s settings.';
     return [header, ...plans].join('\n\n');
   });
 }
