@@ -39,6 +39,8 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
       DISPATCH_POLL_MS: '100',
       PROVIDER_TIMEOUT_MS: '3000',
       CLAIM_LEASE_MS: '7000',
+      // Far above what the other tests send with the test token in a minute; one test drives its own token to it.
+      RATE_LIMIT_PER_TOKEN_PER_MINUTE: '100',
     };
     replicas = await startReplicas(4, database, env, [{}, {}, {}, { DISPATCH_CONCURRENCY: '0' }]);
     acceptOnly = replicas.pop()!;
@@ -99,6 +101,35 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
     expect(aliyun.messages.filter((message) => message.phone?.endsWith('13700137000'))).toHaveLength(1);
     const rows = await withDatabase(database, (client) => client.query('select count(*)::int as n from deliveries where recipient = $1', [mobile]));
     expect(rows.rows[0].n).toBe(1);
+  });
+
+  it('the per-token rate holds summed over the replicas: 120 sends at once through three, exactly 100 accepted', async () => {
+    const token = `ngw_${crypto.randomBytes(16).toString('hex')}`;
+    await withDatabase(database, (client) =>
+      client.query(`insert into api_tokens (id, name, token_hash, scopes, created_at) values ($1, $2, $3, $4, $5)`, [
+        'tok_rate',
+        'rate',
+        hashToken(token),
+        JSON.stringify({ channels: ['EMAIL'], read: 'own' }),
+        Date.now(),
+      ]),
+    );
+    const answers = await Promise.all(
+      Array.from({ length: 120 }, (_, n) =>
+        replicas[n % 3].graphql(
+          sendEmailMutation.replace('... on Error { message }', '... on RateLimitedError { message retryAfterSeconds } ... on Error { message }'),
+          { input: { to: [`rate${n}@example.com`], subject: `rate #${n}`, content: 'x', wait: false } },
+          { token },
+        ),
+      ),
+    );
+    const results = answers.map(({ body }) => body.data.sendEmail);
+    expect(results.filter((result) => result.__typename === 'Delivery')).toHaveLength(100);
+    const refused = results.filter((result) => result.__typename === 'RateLimitedError');
+    expect(refused).toHaveLength(20);
+    expect(refused[0].message).toMatch(/Too many requests from this token \(limit 100 a minute per token\)/);
+    const rows = await withDatabase(database, (client) => client.query(`select count(*)::int as n from deliveries where caller_id = 'tok_rate'`));
+    expect(rows.rows[0].n).toBe(100);
   });
 
   it('a subscription on one replica follows a send made through another, to SENT', async () => {

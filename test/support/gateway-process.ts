@@ -82,7 +82,12 @@ function requestJson(
       });
       response.on('error', reject);
     });
-    request.on('error', reject);
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      // A kept-alive connection the server closed as it was reused (its keep-alive timeout): once more on a new one,
+      // as node's documentation advises.
+      if (request.reusedSocket && error.code === 'ECONNRESET') requestJson(agent, method, url, { headers, body }).then(resolve, reject);
+      else reject(error);
+    });
     request.end(body);
   });
 }
