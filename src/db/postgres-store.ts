@@ -38,6 +38,9 @@ const deliveryNames = columnNames(deliveries);
 const attemptNames = columnNames(deliveryAttempts);
 const deliveryColumns = selectList(deliveryNames);
 const attemptColumns = selectList(attemptNames);
+/** The number of a delivery's last recorded attempt, beside its row (attempt numbers continue from it). */
+const lastNumberColumn = '(select max(number) from delivery_attempts a where a.delivery_id = deliveries.id) as "lastNumber"';
+type LastNumber = { lastNumber: number | null };
 const insertColumns = [...deliveryNames.values()].map((name) => `"${name}"`).join(', ');
 const insertParams = [...deliveryNames.keys()].map((_key, index) => `$${index + 1}`).join(', ');
 
@@ -186,12 +189,8 @@ export class PostgresStore implements Store {
     return found;
   }
 
-  async getDelivery(id: string) {
-    return this.deliveryById(this.pool, id);
-  }
-
-  private async deliveryById(client: Queryable, id: string): Promise<DeliveryRow | undefined> {
-    const { rows } = await client.query<DeliveryRow>({
+  async getDelivery(id: string): Promise<DeliveryRow | undefined> {
+    const { rows } = await this.pool.query<DeliveryRow>({
       name: 'delivery',
       text: `select ${deliveryColumns} from deliveries where id = $1`,
       values: [id],
@@ -261,17 +260,17 @@ export class PostgresStore implements Store {
   async releaseClaims(now: number, maxAttempts: number, which: 'all' | 'lapsed') {
     return this.transaction(async (client) => {
       // Skips rows another replica is releasing (or finishing) right now; 500 at a time, the rest on the next pass.
-      const { rows: caught } = await client.query<DeliveryRow>({
+      const { rows: caught } = await client.query<DeliveryRow & LastNumber>({
         name: `caught-${which}`,
-        text: `select ${deliveryColumns} from deliveries
+        text: `select ${deliveryColumns}, ${lastNumberColumn} from deliveries
                where status = 'SENDING'${which === 'lapsed' ? ' and claimed_until < $1' : ''}
                order by claimed_until limit 500 for update skip locked`,
         values: which === 'lapsed' ? [now] : [],
       });
       const released: DeliveryRow[] = [];
-      for (const delivery of caught) {
-        const { attempt, changes } = interruptedEffect(delivery, await this.lastAttemptNumber(client, delivery.id), now, maxAttempts);
-        released.push(await this.recordAttempt(client, delivery, attempt.number, attempt, changes));
+      for (const { lastNumber, ...delivery } of caught) {
+        const { attempt, changes } = interruptedEffect(delivery, lastNumber, now, maxAttempts);
+        released.push((await this.recordAttempt(client, delivery.id, attempt.number, attempt, changes, attempt.number))!);
       }
       return released;
     });
@@ -320,99 +319,65 @@ export class PostgresStore implements Store {
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
     if (claimedUntil !== undefined) {
       // The usual case in one statement, no transaction to hold open: the write checks what the rule assumes.
-      const recorded = await this.recordHeldAttempt(deliveryId, attempt, patch, claimedUntil);
+      const { number, changes } = heldAttemptEffect(attempt, patch);
+      const recorded = await this.recordAttempt(this.pool, deliveryId, number, attempt, changes, number, claimedUntil);
       if (recorded) return recorded;
     }
     return this.transaction(async (client) => {
       // The row locked until commit, and the last attempt number with it: one round trip.
-      const { rows } = await client.query<DeliveryRow & { lastNumber: number | null }>({
+      const { rows } = await client.query<DeliveryRow & LastNumber>({
         name: 'delivery-for-attempt',
-        text: `select ${deliveryColumns}, (select max(number) from delivery_attempts where delivery_id = $1) as "lastNumber"
-               from deliveries where id = $1 for update`,
+        text: `select ${deliveryColumns}, ${lastNumberColumn} from deliveries where id = $1 for update`,
         values: [deliveryId],
       });
       const found = rows[0];
       if (!found) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
       const { lastNumber, ...current } = found;
       const { number, changes } = attemptEffect(current, lastNumber, attempt, patch, claimedUntil);
-      return this.recordAttempt(client, current, number, attempt, changes, attempt.number);
+      return (await this.recordAttempt(client, deliveryId, number, attempt, changes, attempt.number))!;
     });
   }
 
-  private async recordHeldAttempt(
-    deliveryId: string,
-    attempt: NewAttempt,
-    patch: DeliveryPatch,
-    claimedUntil: number,
-  ): Promise<DeliveryRow | undefined> {
-    const { number, changes } = heldAttemptEffect(attempt, patch);
-    const values: unknown[] = [
-      deliveryId,
-      claimedUntil,
-      number,
-      attempt.startedAt,
-      attempt.durationMs,
-      attempt.outcome,
-      attempt.providerCode,
-      attempt.providerMessage,
-      reservationId(deliveryId, number),
-    ];
-    const assignments = patchEntries(changes).map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
-    const text = `with updated as (
-        update deliveries set ${assignments.join(', ')}
-        where id = $1 and status = 'SENDING' and claimed_until = $2 and attempts < $3
-          and not exists (select 1 from delivery_attempts where delivery_id = $1 and number >= $3)
-        returning ${deliveryColumns}),
-      attempt as (
-        insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
-          provider_code, provider_message)
-        select $1, $3, "channel", "recipient", "provider", $4, $5, $6, $7, $8 from updated),
-      reservation as (delete from pacing_reservations where id = $9 and exists (select 1 from updated))
-      select * from updated`;
-    const { rows } = await this.pool.query<DeliveryRow>({ name: `record-held:${hash(text)}`, text, values });
-    return rows[0];
-  }
-
-  /** Inserts the attempt, ends its pacing reservation and updates the delivery: one statement. */
+  /**
+   * Inserts the attempt, ends its pacing reservation and updates the delivery: one statement. With `heldBy`, only while
+   * the delivery is SENDING under that claim with nothing recorded from `number` on (what `heldAttemptEffect`
+   * assumes); undefined when it is not.
+   */
   private async recordAttempt(
-    client: pg.PoolClient,
-    delivery: DeliveryRow,
+    client: Queryable,
+    deliveryId: string,
     number: number,
     attempt: NewAttempt,
     changes: DeliveryPatch & { updatedAt: number },
-    reservedAs = number,
-  ): Promise<DeliveryRow> {
-    const entries = patchEntries(changes);
+    reservedAs: number,
+    heldBy?: number,
+  ): Promise<DeliveryRow | undefined> {
     const values: unknown[] = [
-      delivery.id,
+      deliveryId,
       number,
-      delivery.channel,
-      delivery.recipient,
-      delivery.provider,
       attempt.startedAt,
       attempt.durationMs,
       attempt.outcome,
       attempt.providerCode,
       attempt.providerMessage,
-      reservationId(delivery.id, reservedAs),
+      reservationId(deliveryId, reservedAs),
     ];
-    const assignments = entries.map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
-    const text = `with attempt as (
+    const assignments = patchEntries(changes).map(([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`);
+    const held =
+      heldBy === undefined
+        ? ''
+        : ` and status = 'SENDING' and claimed_until = $${values.push(heldBy)} and attempts < $2
+            and not exists (select 1 from delivery_attempts where delivery_id = $1 and number >= $2)`;
+    const text = `with updated as (
+        update deliveries set ${assignments.join(', ')} where id = $1${held} returning ${deliveryColumns}),
+      attempt as (
         insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
-          provider_code, provider_message) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),
-      reservation as (delete from pacing_reservations where id = $11)
-      update deliveries set ${assignments.join(', ')} where id = $1 returning ${deliveryColumns}`;
+          provider_code, provider_message)
+        select $1, $2, "channel", "recipient", "provider", $3, $4, $5, $6, $7 from updated),
+      reservation as (delete from pacing_reservations where id = $8 and exists (select 1 from updated))
+      select * from updated`;
     const { rows } = await client.query<DeliveryRow>({ name: `record:${hash(text)}`, text, values });
     return rows[0];
-  }
-
-  private async lastAttemptNumber(client: pg.PoolClient, deliveryId: string): Promise<number | null> {
-    const { rows } = await client.query<{ number: number | null }>({
-      name: 'last-attempt-number',
-      text: 'select max(number) as number from delivery_attempts where delivery_id = $1',
-      values: [deliveryId],
-    });
-    return rows[0].number;
   }
 
   private async update(
