@@ -328,22 +328,21 @@ export class SqliteStore implements Store {
   }
 
   async releaseClaims(now: number, maxAttempts: number, which: 'all' | 'lapsed') {
-    return this.write(() => {
-      const caught = (
-        which === 'all'
-          ? this.prepared(`select ${deliveryColumns} from deliveries where status = 'SENDING'`).all()
-          : this.prepared(
-              `select ${deliveryColumns} from deliveries indexed by deliveries_claimed_idx
-               where status = 'SENDING' and claimed_until < ? order by claimed_until`,
-            ).all(now)
-      ) as DeliveryRow[];
-      return caught.map((delivery) => {
+    const caught = () =>
+      (which === 'all'
+        ? this.prepared(`select ${deliveryColumns} from deliveries where status = 'SENDING'`).all()
+        : this.prepared(
+            `select ${deliveryColumns} from deliveries indexed by deliveries_claimed_idx
+             where status = 'SENDING' and claimed_until < ? order by claimed_until`,
+          ).all(now)) as DeliveryRow[];
+    // Asked about once a second: a write (and its fsync) only when there is something to hand back.
+    if (caught().length === 0) return [];
+    return this.write(() =>
+      caught().map((delivery) => {
         const { attempt, changes } = interruptedEffect(delivery, this.lastAttemptNumber(delivery.id), now, maxAttempts);
-        this.insertAttempt(delivery, attempt.number, attempt);
-        this.endReservation(delivery.id, attempt.number);
-        return this.updateDelivery(delivery.id, changes)!;
-      });
-    });
+        return this.recordAttempt(delivery, attempt.number, attempt, changes, attempt.number);
+      }),
+    );
   }
 
   async reservePacingSlot(request: PacingRequest, decide: (window: PacingWindow) => number | undefined): Promise<PacingOutcome> {
@@ -386,13 +385,18 @@ export class SqliteStore implements Store {
       const current = this.deliveryNow(deliveryId);
       if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
       const { number, changes } = attemptEffect(current, this.lastAttemptNumber(deliveryId), attempt, patch, claimedUntil);
-      this.insertAttempt(current, number, attempt);
-      this.endReservation(deliveryId, attempt.number);
-      return this.updateDelivery(deliveryId, changes)!;
+      return this.recordAttempt(current, number, attempt, changes, attempt.number);
     }, { paced: true });
   }
 
-  private insertAttempt(delivery: DeliveryRow, number: number, attempt: NewAttempt): void {
+  /** Inserts the attempt, ends its pacing reservation (`reservedAs`, the number it was reserved under) and updates the delivery. */
+  private recordAttempt(
+    delivery: DeliveryRow,
+    number: number,
+    attempt: NewAttempt,
+    changes: DeliveryPatch & { updatedAt: number },
+    reservedAs: number,
+  ): DeliveryRow {
     this.prepared(
       `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
          provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -408,10 +412,8 @@ export class SqliteStore implements Store {
       attempt.providerCode,
       attempt.providerMessage,
     );
-  }
-
-  private endReservation(deliveryId: string, number: number): void {
-    this.prepared('delete from pacing_reservations where id = ?').run(reservationId(deliveryId, number));
+    this.prepared('delete from pacing_reservations where id = ?').run(reservationId(delivery.id, reservedAs));
+    return this.updateDelivery(delivery.id, changes)!;
   }
 
   private lastAttemptNumber(deliveryId: string): number | null {
