@@ -471,11 +471,9 @@ export class PostgresStore implements Store {
   }
 
   async settingOnce(name: string, value: string) {
-    const { rows } = await this.pool.query<{ value: string }>(
-      `with stored as (insert into gateway_settings (name, value) values ($1, $2) on conflict (name) do nothing returning value)
-       select value from stored union all select value from gateway_settings where name = $1 limit 1`,
-      [name, value],
-    );
+    // Two statements: one statement's snapshot cannot see a row another replica committed while the insert waited on it.
+    await this.pool.query('insert into gateway_settings (name, value) values ($1, $2) on conflict (name) do nothing', [name, value]);
+    const { rows } = await this.pool.query<{ value: string }>('select value from gateway_settings where name = $1', [name]);
     return rows[0].value;
   }
 

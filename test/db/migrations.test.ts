@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/db';
 import { SchemaTooNewError } from '../../src/db/migrations';
@@ -42,6 +43,29 @@ describe.skipIf(!postgresAvailable())('migrations on PostgreSQL', () => {
       await Promise.all(stores.map((store) => store.close()));
       const rows = await withDatabase(database, (client) => client.query('select hash from drizzle.__drizzle_migrations'));
       expect(rows.rowCount).toBe(journal('postgres').entries.length);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('a setting another replica is writing at that moment: settingOnce waits for it and answers its value', async () => {
+    const database = await createTestDatabase();
+    try {
+      const store = await openStore({ kind: 'postgres', url: database.url, poolSize: 2 });
+      const other = new pg.Client({ connectionString: database.url });
+      await other.connect();
+      try {
+        await other.query('begin');
+        await other.query("insert into gateway_settings (name, value) values ('secret_key_check', 'theirs')");
+        const ours = store.settingOnce('secret_key_check', 'ours');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await other.query('commit');
+        expect(await ours).toBe('theirs');
+        expect(await store.settingOnce('secret_key_check', 'later')).toBe('theirs');
+      } finally {
+        await other.end();
+        await store.close();
+      }
     } finally {
       await database.drop();
     }
