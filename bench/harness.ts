@@ -179,18 +179,21 @@ export interface AcceptResult<T> {
 }
 
 /**
- * autocannon, 10 connections, against a running server: 2 s of warm-up, then BENCH_SECONDS measured. `probe` is read
- * just before and just after the measured run (the database server's CPU, say). Stops the server.
+ * autocannon, 10 connections, against a running server: 2 s of warm-up, then BENCH_SECONDS measured, as fast as the
+ * server answers (or at `rate` requests/s over all connections, to compare latencies at the same load). `probe` is
+ * read just before and just after the measured run (the database server's CPU, say). Stops the server.
  */
 export async function acceptLoad<T = undefined>(
   server: Running,
   request: ReturnType<(typeof acceptRequests)[keyof typeof acceptRequests]>,
   probe: () => Promise<T> | T = () => undefined as T,
+  rate?: number,
 ): Promise<AcceptResult<T>> {
-  await autocannon({ connections: 10, duration: Math.min(2, seconds), ...request });
+  const paced = rate ? { overallRate: rate } : {};
+  await autocannon({ connections: 10, duration: Math.min(2, seconds), ...paced, ...request });
   const cpuBefore = cpuSecondsOf(server.child.pid);
   const before = await probe();
-  const result = await autocannon({ connections: 10, duration: seconds, ...request });
+  const result = await autocannon({ connections: 10, duration: seconds, ...paced, ...request });
   const cpuSeconds = cpuSecondsOf(server.child.pid) - cpuBefore;
   const after = await probe();
   const rss = server.peakRssMb();
@@ -198,6 +201,9 @@ export async function acceptLoad<T = undefined>(
   if (result.non2xx > 0 || result.errors > 0) console.warn(`  ${request.url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, rss, answered: result['2xx'], cpuSeconds, before, after };
 }
+
+/** Server CPU milliseconds per answered request in a load run. */
+export const cpuMsPerRequest = (result: { cpuSeconds: number; answered: number }) => (result.cpuSeconds / result.answered) * 1000;
 
 export async function countAt(sink: Running): Promise<number> {
   return new Promise((resolve) => {
@@ -244,7 +250,7 @@ export interface NodemailerAlone {
 
 /** nodemailer alone sending the same BENCH_EMAILS mails with the same pool (5) to an SMTP peer of its own. */
 export async function nodemailerAlone(): Promise<NodemailerAlone> {
-  const sink = await startServer('smtp-counter', {}, true);
+  const sink = await startServer('smtp-raw', {}, true);
   const alone = await new Promise<{ seconds: number; cpuSeconds: number; rss: number }>((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(bundles, 'nodemailer-alone.js')], {
       cwd: root,

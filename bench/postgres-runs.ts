@@ -228,7 +228,7 @@ async function settledOutcomes(database: BenchDatabase) {
 
 async function replicasRun(replicas: number) {
   return withDatabase(`e2e${replicas}`, async (database) => {
-    const sink = await startServer('smtp-counter', {}, true);
+    const sink = await startServer('smtp-raw', {}, true);
     const env = gatewayEnv(database, { SMTP_URL: `smtp://127.0.0.1:${sink.port}`, SMTP_POOL_SIZE: '5' });
     const gateways = [];
     for (let i = 0; i < replicas; i += 1) gateways.push(await startGateway('dist/main.js', env));

@@ -1,11 +1,14 @@
 // Baseline for sendEmail over GraphQL: node:http, graphql-js execute with a parsed-and-validated document cache,
-// and the same row in the same migrated SQLite schema.
+// and the same row in the same migrated SQLite schema, group-committed and synced as the gateway does
+// (bench/baseline/sqlite-group-commit.ts).
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { buildSchema, execute, parse, validate, type DocumentNode } from 'graphql';
 import { openDatabase } from '../../src/db/sqlite-client';
+import { groupCommitter } from '../baseline/sqlite-group-commit';
 
 const db = openDatabase(process.env.DB_PATH!).$client;
+const durably = groupCommitter(db);
 const insert = db.prepare(
   `insert into deliveries (id, channel, status, provider, recipient, payload, caller_id, attempts, next_attempt_at, created_at, updated_at)
    values (?, 'EMAIL', 'QUEUED', 'smtp', ?, ?, 'env:1', 0, ?, ?, ?) returning *`,
@@ -18,10 +21,10 @@ const schema = buildSchema(`
   type Mutation { sendEmail(input: SendEmailInput!): Delivery! }
 `);
 const rootValue = {
-  sendEmail: ({ input }: { input: { to: string[]; subject?: string; content: string } }) => {
+  sendEmail: async ({ input }: { input: { to: string[]; subject?: string; content: string } }) => {
     const now = Date.now();
     const id = `dlv_${now.toString(16).padStart(12, '0')}${crypto.randomBytes(8).toString('hex')}`;
-    const row = insert.get(id, input.to.join(', '), JSON.stringify(input), now, now, now) as Record<string, unknown>;
+    const row = (await durably(() => insert.get(id, input.to.join(', '), JSON.stringify(input), now, now, now))) as Record<string, unknown>;
     return { id: row.id, status: row.status, recipient: row.recipient, createdAt: new Date(now).toISOString() };
   },
 };
