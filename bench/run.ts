@@ -66,6 +66,7 @@ async function acceptThroughput() {
     ['GraphQL sendEmail', 'graphql', 0.5],
     ['REST email route', 'rest', 0.8],
   ] as const) {
+    if (!runs(`accept-${request}`)) continue;
     const base = await measure(`baseline-${request}`, request);
     const gateway = await measure('gateway-accept', request);
     rss.push(gateway.rss);
@@ -227,13 +228,14 @@ async function startToReady(databasePath: string, aloneRate: number) {
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
 bundleServers();
 // BENCH_ONLY=accept,e2e,queries,start,pg-accept,pg-queries,pg-e2e runs some parts only (`postgres` names the three
-// pg- parts; while iterating, the table is then partial).
-const only = process.env.BENCH_ONLY?.split(',').flatMap((part) => (part === 'postgres' ? ['pg-accept', 'pg-queries', 'pg-e2e'] : [part]));
+// pg- parts, `accept` both of accept-graphql and accept-rest; while iterating, the table is then partial).
+const parts: Record<string, string[]> = { postgres: ['pg-accept', 'pg-queries', 'pg-e2e'], accept: ['accept-graphql', 'accept-rest'] };
+const only = process.env.BENCH_ONLY?.split(',').flatMap((part) => parts[part] ?? [part]);
 const runs = (part: string) => !only || only.includes(part);
 let alone: NodemailerAlone | undefined;
 const nodemailerRun = async () => (alone ??= await nodemailerAlone());
 
-const rssAccept = runs('accept') ? await acceptThroughput() : undefined;
+const rssAccept = runs('accept-graphql') || runs('accept-rest') ? await acceptThroughput() : undefined;
 const rssEndToEnd = runs('e2e') ? await endToEndEmail(await nodemailerRun()) : undefined;
 if (rssAccept !== undefined && rssEndToEnd !== undefined) {
   record('peak resident memory, accept runs / end-to-end run, MB', `${rssAccept.toFixed(0)} / ${rssEndToEnd.toFixed(0)}`, `nodemailer alone ${alone!.rss.toFixed(0)}`, '', '< 200 MB', Math.max(rssAccept, rssEndToEnd) < 200);
