@@ -22,7 +22,7 @@ import {
   type StatusCount,
   type Store,
 } from './store';
-import { attemptEffect, deferredEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
+import { attemptEffect, deferredEffect, heldAttemptEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
 
 // Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
 const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
@@ -36,6 +36,25 @@ const tokenNames = columnNames(apiTokens);
 const deliveryColumns = selectList(deliveryNames);
 const attemptColumns = selectList(attemptNames);
 const tokenColumns = selectList(tokenNames);
+
+// The hot statements' text, built once: the statement cache is keyed by it.
+const deliveryKeys = [...deliveryNames.keys()];
+const insertDeliverySql = `insert into deliveries (${[...deliveryNames.values()].map((name) => `"${name}"`).join(', ')})
+  values (${deliveryKeys.map(() => '?').join(', ')}) returning ${deliveryColumns}`;
+const deliveryByIdSql = `select ${deliveryColumns} from deliveries where id = ?`;
+const deliveryByKeySql = `select ${deliveryColumns} from deliveries where caller_id = ? and idempotency_key = ?`;
+// INDEXED BY: with a large backlog the planner would otherwise read every QUEUED row by status and sort them.
+const claimDueSql = `update deliveries set status = 'SENDING', claimed_until = ?, updated_at = ?
+  where id in (select id from deliveries indexed by deliveries_due_idx
+               where status in ('QUEUED', 'RETRYING') and next_attempt_at <= ? order by next_attempt_at limit ?)
+  returning ${deliveryColumns}`;
+const insertAttemptSql = `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms,
+  outcome, provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const endReservationSql = 'delete from pacing_reservations where id = ?';
+const lastAttemptNumberSql = 'select max(number) as number from delivery_attempts where delivery_id = ?';
+/** What `heldAttemptEffect` assumes, checked by the update: SENDING under the attempt's claim, nothing recorded from its number on. */
+const heldByAttemptSql = ` and status = 'SENDING' and claimed_until = ? and attempts < ?
+  and not exists (select 1 from delivery_attempts where delivery_id = ? and number >= ?)`;
 
 interface PendingWrite {
   work: () => unknown;
@@ -61,6 +80,8 @@ export class SqliteStore implements Store {
   /** The embedded database belongs to one gateway process. */
   readonly shared = false;
   private readonly statements = new Map<string, Statement>();
+  /** `updateDelivery`'s statements by the patch's columns and the condition they come with. */
+  private readonly updates = new Map<string, Statement>();
   private pendingWrites: PendingWrite[] = [];
   private flushScheduled = false;
   private flushTimer?: NodeJS.Timeout;
@@ -68,7 +89,7 @@ export class SqliteStore implements Store {
   private lastPacedFlushAt = Number.NEGATIVE_INFINITY;
   private committed = 0;
   private readonly commitBatch: (batch: PendingWrite[]) => WriteResult[];
-  /** The WAL file, for fsync off the event loop; undefined for an in-memory database (nothing to make durable). */
+  /** The WAL file, for fdatasync off the event loop; undefined for an in-memory database (nothing to make durable). */
   private readonly walPath?: string;
   private walFd?: number;
   /** Committed batches waiting for the next fsync of the WAL, and whether one is under way. */
@@ -177,7 +198,8 @@ export class SqliteStore implements Store {
       try {
         // SQLite keeps the WAL file (same inode) while this connection is open, so one descriptor serves throughout.
         this.walFd ??= this.openWal();
-        await new Promise<void>((resolve, reject) => fs.fsync(this.walFd!, (error) => (error ? reject(error) : resolve())));
+        // fdatasync: the WAL's frames and its length, which is what a reader of the file after a crash needs.
+        await new Promise<void>((resolve, reject) => fs.fdatasync(this.walFd!, (error) => (error ? reject(error) : resolve())));
         this.synced += 1;
       } catch (error) {
         failure = error as Error;
@@ -208,7 +230,7 @@ export class SqliteStore implements Store {
     return this.committed;
   }
 
-  /** fsyncs of the WAL so far (each covering one or more commits). */
+  /** fdatasyncs of the WAL so far (each covering one or more commits). */
   get syncs(): number {
     return this.synced;
   }
@@ -229,9 +251,7 @@ export class SqliteStore implements Store {
 
   private insertNow(row: NewDeliveryRow, limits: RecipientLimit[]): InsertOutcome {
     if (row.idempotencyKey != null) {
-      const existing = this.prepared(
-        `select ${deliveryColumns} from deliveries where caller_id = ? and idempotency_key = ?`,
-      ).get(row.callerId, row.idempotencyKey) as DeliveryRow | undefined;
+      const existing = this.prepared(deliveryByKeySql).get(row.callerId, row.idempotencyKey) as DeliveryRow | undefined;
       if (existing) return { kind: 'existing', delivery: existing };
     }
     for (const limit of limits) {
@@ -250,29 +270,38 @@ export class SqliteStore implements Store {
       const retryAfterMs = limitRetryAfterMs(limit, window.used, window.oldest, row.createdAt);
       if (retryAfterMs !== undefined) return { kind: 'limited', retryAfterMs, limit };
     }
-    const values: Record<string, unknown> = {};
-    for (const key of deliveryNames.keys()) values[key] = (row as Record<string, unknown>)[key] ?? (key === 'attempts' ? 0 : null);
-    const delivery = this.prepared(
-      `insert into deliveries (${[...deliveryNames.values()].map((name) => `"${name}"`).join(', ')})
-       values (${[...deliveryNames.keys()].map((key) => `@${key}`).join(', ')}) returning ${deliveryColumns}`,
-    ).get(values) as DeliveryRow;
-    return { kind: 'created', delivery };
+    const fields = row as Record<string, unknown>;
+    const values = deliveryKeys.map((key) => fields[key] ?? (key === 'attempts' ? 0 : null));
+    return { kind: 'created', delivery: this.prepared(insertDeliverySql).get(values) as DeliveryRow };
   }
 
-  /** `update deliveries set <patch>` for one delivery, optionally only from some statuses; undefined when no row matched. */
+  /**
+   * `update deliveries set <patch>` for one delivery, optionally only from some statuses or only while an attempt holds
+   * it (`heldBy`); undefined when no row matched.
+   */
   private updateDelivery(
     id: string,
     patch: DeliveryPatch & { updatedAt: number },
-    fromStatuses?: readonly DeliveryRow['status'][],
+    only: { fromStatuses?: readonly DeliveryRow['status'][]; heldBy?: { claimedUntil: number; number: number } } = {},
   ): DeliveryRow | undefined {
+    const { fromStatuses, heldBy } = only;
     const entries = patchEntries(patch);
-    const assignments = entries.map(([key]) => `"${deliveryNames.get(key)}" = ?`);
-    const statuses = fromStatuses ? ` and status in (${fromStatuses.map(() => '?').join(', ')})` : '';
-    return this.prepared(`update deliveries set ${assignments.join(', ')} where id = ?${statuses} returning ${deliveryColumns}`).get(
-      ...entries.map(([, value]) => value),
-      id,
-      ...(fromStatuses ?? []),
-    ) as DeliveryRow | undefined;
+    let shape = entries.map(([key]) => key).join();
+    if (fromStatuses) shape += ` from ${fromStatuses.length}`;
+    if (heldBy) shape += ' held';
+    let statement = this.updates.get(shape);
+    if (!statement) {
+      const assignments = entries.map(([key]) => `"${deliveryNames.get(key)}" = ?`).join(', ');
+      const statuses = fromStatuses ? ` and status in (${fromStatuses.map(() => '?').join(', ')})` : '';
+      const held = heldBy ? heldByAttemptSql : '';
+      statement = this.db.$client.prepare(`update deliveries set ${assignments} where id = ?${statuses}${held} returning ${deliveryColumns}`);
+      this.updates.set(shape, statement);
+    }
+    const values = entries.map(([, value]) => value);
+    values.push(id);
+    if (fromStatuses) values.push(...fromStatuses);
+    if (heldBy) values.push(heldBy.claimedUntil, heldBy.number, id, heldBy.number);
+    return statement.get(values) as DeliveryRow | undefined;
   }
 
   async getDelivery(id: string) {
@@ -280,7 +309,7 @@ export class SqliteStore implements Store {
   }
 
   private deliveryNow(id: string): DeliveryRow | undefined {
-    return this.prepared(`select ${deliveryColumns} from deliveries where id = ?`).get(id) as DeliveryRow | undefined;
+    return this.prepared(deliveryByIdSql).get(id) as DeliveryRow | undefined;
   }
 
   async getDeliveries(ids: readonly string[]) {
@@ -315,15 +344,9 @@ export class SqliteStore implements Store {
 
   async claimDue(now: number, limit: number, leaseUntil: number) {
     return this.write(() => {
-      // INDEXED BY: with a large backlog the planner would otherwise read every QUEUED row by status and sort them.
-      const due = this.prepared(
-        `select id from deliveries indexed by deliveries_due_idx
-         where status in ('QUEUED', 'RETRYING') and next_attempt_at <= ? order by next_attempt_at limit ?`,
-      ).all(now, limit) as { id: string }[];
-      const claim = this.prepared(
-        `update deliveries set status = 'SENDING', claimed_until = ?, updated_at = ? where id = ? returning ${deliveryColumns}`,
-      );
-      return due.map(({ id }) => claim.get(leaseUntil, now, id) as DeliveryRow);
+      const claimed = this.prepared(claimDueSql).all(leaseUntil, now, now, limit) as DeliveryRow[];
+      // RETURNING comes in no particular order: the longest due first.
+      return claimed.sort((a, b) => a.nextAttemptAt! - b.nextAttemptAt!);
     }, { paced: true });
   }
 
@@ -376,12 +399,21 @@ export class SqliteStore implements Store {
         ).run(reservationId(deliveryId, number), channel, recipient, now, request.expiresAt);
         return { reserved: true };
       }
-      return { reserved: false, turn, delivery: this.updateDelivery(deliveryId, deferredEffect(turn, now), ['SENDING']) };
+      return { reserved: false, turn, delivery: this.updateDelivery(deliveryId, deferredEffect(turn, now), { fromStatuses: ['SENDING'] }) };
     });
   }
 
   async finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number) {
     return this.write(() => {
+      if (claimedUntil !== undefined) {
+        // The usual case without reading the row first: the update checks what the rule assumes.
+        const { number, changes } = heldAttemptEffect(attempt, patch);
+        const updated = this.updateDelivery(deliveryId, changes, { heldBy: { claimedUntil, number } });
+        if (updated) {
+          this.insertAttempt(updated, number, attempt, number);
+          return updated;
+        }
+      }
       const current = this.deliveryNow(deliveryId);
       if (!current) throw new Error(`delivery ${deliveryId} vanished during an attempt`);
       const { number, changes } = attemptEffect(current, this.lastAttemptNumber(deliveryId), attempt, patch, claimedUntil);
@@ -397,10 +429,13 @@ export class SqliteStore implements Store {
     changes: DeliveryPatch & { updatedAt: number },
     reservedAs: number,
   ): DeliveryRow {
-    this.prepared(
-      `insert into delivery_attempts (delivery_id, number, channel, recipient, provider, started_at, duration_ms, outcome,
-         provider_code, provider_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
+    this.insertAttempt(delivery, number, attempt, reservedAs);
+    return this.updateDelivery(delivery.id, changes)!;
+  }
+
+  /** Inserts the attempt and ends its pacing reservation (`reservedAs`, the number it was reserved under). */
+  private insertAttempt(delivery: DeliveryRow, number: number, attempt: NewAttempt, reservedAs: number): void {
+    this.prepared(insertAttemptSql).run(
       delivery.id,
       number,
       delivery.channel,
@@ -412,18 +447,15 @@ export class SqliteStore implements Store {
       attempt.providerCode,
       attempt.providerMessage,
     );
-    this.prepared('delete from pacing_reservations where id = ?').run(reservationId(delivery.id, reservedAs));
-    return this.updateDelivery(delivery.id, changes)!;
+    this.prepared(endReservationSql).run(reservationId(delivery.id, reservedAs));
   }
 
   private lastAttemptNumber(deliveryId: string): number | null {
-    return (this.prepared('select max(number) as number from delivery_attempts where delivery_id = ?').get(deliveryId) as {
-      number: number | null;
-    }).number;
+    return (this.prepared(lastAttemptNumberSql).get(deliveryId) as { number: number | null }).number;
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {
-    return this.write(() => this.updateDelivery(id, { ...patch, updatedAt: Date.now() }, fromStatuses));
+    return this.write(() => this.updateDelivery(id, { ...patch, updatedAt: Date.now() }, { fromStatuses }));
   }
 
 

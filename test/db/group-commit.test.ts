@@ -163,23 +163,23 @@ describe('group commit', () => {
   });
 });
 
-describe('durability: the WAL is fsynced off the event loop before anyone hears of a commit', () => {
+describe('durability: the WAL is fdatasynced off the event loop before anyone hears of a commit', () => {
   const turns = async (count: number) => {
     for (let i = 0; i < count; i += 1) await new Promise((resolve) => setImmediate(resolve));
   };
-  /** fs.fsync held in our hand: each call waits until the test lets it finish. */
-  function holdFsyncs() {
+  /** fs.fdatasync held in our hand: each call waits until the test lets it finish. */
+  function holdSyncs() {
     const held: { fd: number; finish: (error?: Error) => void }[] = [];
-    vi.spyOn(fs, 'fsync').mockImplementation(((fd: number, callback: (error: Error | null) => void) => {
+    vi.spyOn(fs, 'fdatasync').mockImplementation(((fd: number, callback: (error: Error | null) => void) => {
       held.push({ fd, finish: (error) => callback(error ?? null) });
-    }) as typeof fs.fsync);
+    }) as typeof fs.fdatasync);
     return held;
   }
 
-  it('COMMIT does not fsync (synchronous = NORMAL); the caller is answered only once the WAL file itself is fsynced', async () => {
+  it('COMMIT does not fsync (synchronous = NORMAL); the caller is answered only once the WAL file itself is fdatasynced', async () => {
     const { store, file, committedIds } = openStore();
     expect(store.db.$client.pragma('synchronous', { simple: true })).toBe(1);
-    const held = holdFsyncs();
+    const held = holdSyncs();
     const candidate = row();
     let answered = false;
     const answer = store.insertDelivery(candidate).then((outcome) => {
@@ -198,7 +198,7 @@ describe('durability: the WAL is fsynced off the event loop before anyone hears 
 
   it('commits made while an fsync is under way wait for the next one, which covers them all', async () => {
     const { store } = openStore();
-    const held = holdFsyncs();
+    const held = holdSyncs();
     const syncsBefore = store.syncs;
     const first = store.insertDelivery(row());
     await turns(2);
@@ -224,10 +224,10 @@ describe('durability: the WAL is fsynced off the event loop before anyone hears 
 
   it('a failed fsync fails every caller it covered: none is told its write is safe', async () => {
     const { store } = openStore();
-    const held = holdFsyncs();
+    const held = holdSyncs();
     const answers = [row(), row()].map((candidate) => store.insertDelivery(candidate));
     await turns(3);
-    held[0]!.finish(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    held[0]!.finish(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
     const settled = await Promise.allSettled(answers);
     expect(settled.map((result) => result.status)).toEqual(['rejected', 'rejected']);
     expect(String((settled[0] as PromiseRejectedResult).reason)).toMatch(/EIO/);
