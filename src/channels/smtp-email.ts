@@ -206,7 +206,7 @@ export class SmtpEmailChannel implements Channel<'EMAIL'> {
       info = await new Promise<SmtpSent>((resolve, reject) => {
         this.pending.set(id, { resolve, reject });
         // Held while sends are out, so that a process with nothing else to do still waits for their answers.
-        worker.ref();
+        if (this.pending.size === 1) worker.ref();
         post({ type: 'send', id, mail: mailOptions(message, this.options.from, context.deliveryId) });
         if (context.signal.aborted) abort();
         else context.signal.addEventListener('abort', abort, { once: true });

@@ -158,15 +158,16 @@ export class Dispatcher {
 
   private async attempt(delivery: DeliveryRow): Promise<void> {
     const { store, events, logger } = this.deps;
-    const log = logger.child({ deliveryId: delivery.id, channel: delivery.channel, provider: delivery.provider });
-    this.deps.events.publish(delivery);
+    // The delivery's fields on each line it logs (a child logger per attempt would cost more than the lines).
+    const about = { deliveryId: delivery.id, channel: delivery.channel, provider: delivery.provider };
+    events.publish(delivery);
 
     const number = delivery.attempts + 1;
-    const pacing = this.deps.channels[delivery.channel].pacing;
-    if (pacing) {
-      const slot = await this.takePacingSlot(delivery, number, pacing).catch((error: unknown) => {
+    const channel = this.deps.channels[delivery.channel];
+    if (channel.pacing) {
+      const slot = await this.takePacingSlot(delivery, number, channel.pacing).catch((error: unknown) => {
         // Not sent: the claim lapses and the delivery is taken again (counted as an interrupted attempt).
-        log.error({ err: error, attempt: number }, 'could not check the pacing of this recipient; not sent');
+        logger.error({ ...about, err: error, attempt: number }, 'could not check the pacing of this recipient; not sent');
         return false;
       });
       if (!slot) return;
@@ -178,25 +179,25 @@ export class Dispatcher {
     const controller = new AbortController();
     let settled = false;
     let giveUp: NodeJS.Timeout | undefined;
+    let abandon!: (error: ChannelError) => void;
     // A channel that ignores the signal still ends inside the claim's lease; one that honours it decides the outcome
     // (an answer that arrived is not thrown away: giving up on a send the provider took makes a duplicate).
-    const abandoned = new Promise<never>((_resolve, reject) => {
-      controller.signal.addEventListener('abort', () => {
-        giveUp = setTimeout(
-          () => reject(new ChannelError('retryable', 'TIMEOUT', 'The provider did not answer in time')),
-          abortGraceMs,
-        );
-      });
-    });
-    abandoned.catch(() => {});
+    const abandoned = new Promise<never>((_resolve, reject) => (abandon = reject));
     // setImmediate: after a busy stretch of the event loop, replies already received are read before the abort.
-    const timeout = setTimeout(() => setImmediate(() => settled || controller.abort()), attemptDeadlineMs(this.deps.config));
+    const timeout = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (settled) return;
+          controller.abort();
+          giveUp = setTimeout(() => abandon(new ChannelError('retryable', 'TIMEOUT', 'The provider did not answer in time')), abortGraceMs);
+        }),
+      attemptDeadlineMs(this.deps.config),
+    );
     try {
       const secrets = delivery.sealedSecrets
         ? this.deps.secretBox.open<Record<string, unknown>>(delivery.sealedSecrets)
         : null;
       const message = messageFromStored(JSON.parse(delivery.payload) as Record<string, unknown>, secrets);
-      const channel = this.deps.channels[delivery.channel];
       result = await Promise.race([
         channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
         abandoned,
@@ -205,7 +206,7 @@ export class Dispatcher {
       if (error instanceof ChannelError) {
         failure = error;
       } else {
-        log.error({ err: error }, 'channel threw an unexpected error');
+        logger.error({ ...about, err: error }, 'channel threw an unexpected error');
         failure = new ChannelError('retryable', 'INTERNAL', 'unexpected error in the gateway while sending');
       }
     } finally {
@@ -230,14 +231,17 @@ export class Dispatcher {
       events.publish(updated);
       for (const observer of this.observers) observer({ delivery: updated, attempt });
       if (failure) {
-        log.warn({ attempt: number, status: updated.status, code: failure.code, nextAttemptAt: updated.nextAttemptAt }, failure.message);
+        logger.warn(
+          { ...about, attempt: number, status: updated.status, code: failure.code, nextAttemptAt: updated.nextAttemptAt },
+          failure.message,
+        );
       } else {
-        log.info({ attempt: number, providerMessageId: updated.providerMessageId }, 'delivery sent');
+        logger.info({ ...about, attempt: number, providerMessageId: updated.providerMessageId }, 'delivery sent');
       }
     } catch (error) {
       // Not recorded: the claim lapses and the delivery is attempted again (at-least-once); a pacing reservation
       // keeps counting until then, as the attempt most likely reached the provider.
-      log.error({ err: error, attempt: number }, 'could not record the attempt');
+      logger.error({ ...about, err: error, attempt: number }, 'could not record the attempt');
     }
   }
 
