@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import { createServerAdapter } from '@whatwg-node/server';
 import { Authenticator } from './auth';
 import type { Channels } from './channels/channel';
@@ -14,9 +14,10 @@ import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-g
 import type { Logger } from './logger';
 import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
-import { carryRequestNote, observeRequests } from './operations/request-log';
+import { carryRequestNote, createRequestObserver, observeRequests } from './operations/request-log';
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
-import { createLegacyRoutes } from './rest/legacy-routes';
+import { answerFetch, legacyTarget, serveOverNode } from './rest/legacy-entries';
+import { createLegacyRoutes, isLegacyPath } from './rest/legacy-routes';
 import type { SecretBox } from './secrets';
 
 export interface AppDeps {
@@ -68,9 +69,15 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
 
   const handle = async (request: Request, context?: { req?: IncomingMessage }): Promise<Response> => {
     const url = new URL(request.url);
+    // Served by the node:http listener without this adapter; here for app.fetch and paths that normalise to them.
+    if (isLegacyPath(url.pathname)) return answerFetch(legacy, request, url);
     const api = url.pathname === '/graphql' || url.pathname.startsWith('/api/');
     // CSRF: a page of another site may link to GraphiQL, but never make the browser call the API.
-    if (api && isCrossSiteBrowserRequest(request) && !(isNavigation(request) && isGraphiQLPage(request, url))) {
+    if (
+      api &&
+      isCrossSiteBrowserRequest(request.headers.get('sec-fetch-site')) &&
+      !(url.pathname === '/graphql' && isNavigation(request) && isGraphiQLPage(request, url))
+    ) {
       const message = 'Cross-site browser requests are refused';
       return url.pathname === '/graphql'
         ? json({ errors: [{ message, extensions: { code: 'FORBIDDEN' } }] }, 403)
@@ -98,13 +105,21 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       }
       return yoga.fetch(request, { caller });
     }
-    return (await operations(request, url)) ?? (await legacy(request, url, context?.req)) ?? json({ error: 'not found' }, 404);
+    return (await operations(request, url)) ?? json({ error: 'not found' }, 404);
   };
-  const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, { logger, metrics }));
+  const observe = createRequestObserver({ logger, metrics });
+  const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, observe));
+  const legacyOverNode = serveOverNode(legacy, observe);
+  // The legacy routes need none of the fetch machinery: node:http's objects serve them straight.
+  const handler: RequestListener = (request, response) => {
+    const target = legacyTarget(request.url);
+    if (target) legacyOverNode(request, response, target);
+    else void adapter(request, response);
+  };
 
   return {
     fetch: async (request: Request): Promise<Response> => adapter.fetch(request),
-    handler: adapter,
+    handler,
     service,
     dispatcher,
     events,

@@ -29,12 +29,11 @@ export async function withBodyLimit(request: Request, limitBytes: number): Promi
 }
 
 /**
- * True for a request a browser sent on behalf of a page of another site (Fetch Metadata). API clients send no
- * Sec-Fetch-Site header; GraphiQL's own requests are same-origin.
+ * True for a request a browser sent on behalf of a page of another site, by its Sec-Fetch-Site header (Fetch
+ * Metadata). API clients send none; GraphiQL's own requests are same-origin.
  */
-export function isCrossSiteBrowserRequest(request: Request): boolean {
-  const site = request.headers.get('sec-fetch-site');
-  return site === 'cross-site' || site === 'same-site';
+export function isCrossSiteBrowserRequest(secFetchSite: string | null | undefined): boolean {
+  return secFetchSite === 'cross-site' || secFetchSite === 'same-site';
 }
 
 /** A top-level navigation (a link or the address bar), which only loads a page and runs nothing. */

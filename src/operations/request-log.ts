@@ -52,46 +52,73 @@ function withHeader(response: Response, name: string, value: string): Response {
   }
 }
 
+/** What an answer to an error that escaped the handlers says (details only in the log). */
+export const internalErrorBody = JSON.stringify({ error: 'internal error' });
+
+/** One request under observation: its note (its id), and what to call once it is answered. */
+export interface ObservedRequest {
+  note: RequestNote;
+  /** Logs an error that escaped the handler (the request is then answered 500). */
+  failed(error: unknown): void;
+  /** Writes the request's log line and metrics. */
+  finish(status: number): void;
+}
+
+export type RequestObserver = (method: string, pathname: string, incomingRequestId: string | null | undefined) => ObservedRequest;
+
 /**
- * Wraps the gateway's handler: a request id for every request (echoed in X-Request-Id), one JSON log line per request
- * and the HTTP metrics. The line holds method, route, status and duration, never the URL, headers or body: the legacy
+ * A request id for every request (an incoming X-Request-Id when it looks like one), one JSON log line per request and
+ * the HTTP metrics. The line holds method, route, status and duration, never the URL, headers or body: the legacy
  * routes carry robot credentials in the query string and every API request an OPS-Token header.
  */
+export function createRequestObserver(deps: { logger: Logger; metrics: GatewayMetrics }): RequestObserver {
+  const log = deps.logger.child({ component: 'http' });
+  // The request line holds the fields below and nothing else (of the caller's, only a checked id): the logger's
+  // redaction, which walks every line looking for credentials and costs more than the rest of the line, has nothing to find.
+  const lines = deps.logger.child({ component: 'http' }, { redact: [] });
+  return (method, pathname, incomingRequestId) => {
+    const started = performance.now();
+    const requestId = incomingRequestId && requestIdPattern.test(incomingRequestId) ? incomingRequestId : crypto.randomUUID();
+    const note: RequestNote = { requestId };
+    const route = routeTemplate(pathname);
+    return {
+      note,
+      failed: (error) => log.error({ err: error, requestId }, 'unhandled error while answering a request'),
+      finish(status) {
+        const seconds = (performance.now() - started) / 1000;
+        deps.metrics.httpRequest(method, route, status, seconds);
+        const line = {
+          requestId,
+          method,
+          route,
+          status,
+          durationMs: Math.round(seconds * 10_000) / 10,
+          ...(note.operation ? { operation: note.operation } : {}),
+        };
+        if (status >= 500) lines.error(line, 'request');
+        else if (quietRoutes.has(route)) lines.debug(line, 'request');
+        else lines.info(line, 'request');
+      },
+    };
+  };
+}
+
+/** Wraps a fetch handler with `observe`; the answer carries the request id in X-Request-Id. */
 export function observeRequests<Rest extends unknown[]>(
   handle: (request: Request, ...rest: Rest) => Promise<Response>,
-  deps: { logger: Logger; metrics: GatewayMetrics },
+  observe: RequestObserver,
 ): (request: Request, ...rest: Rest) => Promise<Response> {
-  const log = deps.logger.child({ component: 'http' });
   return async (request, ...rest) => {
-    const started = performance.now();
-    const incoming = request.headers.get('x-request-id');
-    const requestId = incoming && requestIdPattern.test(incoming) ? incoming : crypto.randomUUID();
-    const note: RequestNote = { requestId };
-    notes.set(request, note);
-    const route = routeTemplate(new URL(request.url).pathname);
+    const observed = observe(request.method, new URL(request.url).pathname, request.headers.get('x-request-id'));
+    notes.set(request, observed.note);
     let response: Response;
     try {
       response = await handle(request, ...rest);
     } catch (error) {
-      log.error({ err: error, requestId }, 'unhandled error while answering a request');
-      response = new Response(JSON.stringify({ error: 'internal error' }), {
-        status: 500,
-        headers: { 'content-type': 'application/json; charset=utf-8' },
-      });
+      observed.failed(error);
+      response = new Response(internalErrorBody, { status: 500, headers: { 'content-type': 'application/json; charset=utf-8' } });
     }
-    const seconds = (performance.now() - started) / 1000;
-    deps.metrics.httpRequest(request.method, route, response.status, seconds);
-    const line = {
-      requestId,
-      method: request.method,
-      route,
-      status: response.status,
-      durationMs: Math.round(seconds * 10_000) / 10,
-      ...(note.operation ? { operation: note.operation } : {}),
-    };
-    if (response.status >= 500) log.error(line, 'request');
-    else if (quietRoutes.has(route)) log.debug(line, 'request');
-    else log.info(line, 'request');
-    return withHeader(response, 'x-request-id', requestId);
+    observed.finish(response.status);
+    return withHeader(response, 'x-request-id', observed.note.requestId);
   };
 }

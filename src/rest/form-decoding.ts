@@ -66,14 +66,38 @@ function split(bytes: Uint8Array, separator: number): Uint8Array[] {
   return parts;
 }
 
+/** `+` and `%XX` of one component given as text in UTF-8; the byte path says what is wrong when it does not decode. */
+function decodeTextComponent(text: string, parameter: string, place: string): string {
+  const spaced = text.includes('+') ? text.replaceAll('+', ' ') : text;
+  if (!spaced.includes('%')) return spaced;
+  try {
+    // As strict as the byte path: malformed %XX and bytes that are not UTF-8 throw.
+    return decodeURIComponent(spaced);
+  } catch {
+    return decodeComponent(Buffer.from(text, 'utf8'), new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }), parameter, place);
+  }
+}
+
+const loneSurrogate = /[\uD800-\uDFFF]/;
+
 /**
  * Decodes a query string or form body into name/value pairs, in order. Throws MalformedParameterError (naming the
  * parameter when its name could be read) for `%` not followed by two hex digits or bytes that are not `charset`.
  */
 export function decodeForm(input: string | Uint8Array, where: string, charset = 'utf-8'): [string, string][] {
+  const pairs: [string, string][] = [];
+  // Text in UTF-8 (every query string) is decoded as text, without copying it to bytes and back.
+  if (typeof input === 'string' && charset === 'utf-8' && !loneSurrogate.test(input)) {
+    for (const part of input.split('&')) {
+      if (part.length === 0) continue;
+      const separator = part.indexOf('=');
+      const name = decodeTextComponent(separator < 0 ? part : part.slice(0, separator), where, 'in a parameter name');
+      pairs.push([name, decodeTextComponent(separator < 0 ? '' : part.slice(separator + 1), name, `in the ${where}`)]);
+    }
+    return pairs;
+  }
   const bytes = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
   const decoder = new TextDecoder(charset, { fatal: true, ignoreBOM: true });
-  const pairs: [string, string][] = [];
   for (const part of split(bytes, ampersand)) {
     if (part.length === 0) continue;
     const separator = part.indexOf(equals);

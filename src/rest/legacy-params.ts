@@ -77,8 +77,29 @@ export function payloadTooLarge(limit: number): GatewayError {
   return new GatewayError('PAYLOAD_TOO_LARGE', `body: larger than ${limit} bytes`);
 }
 
+/**
+ * A legacy request as both entries present it to the routes: node:http's IncomingMessage (the listener) and fetch's
+ * Request (app.fetch).
+ */
+export interface LegacyRequest {
+  method: string;
+  pathname: string;
+  /** The query string, without its `?`. */
+  query: string;
+  header(name: string): string | undefined;
+  /** The raw body, rejecting with PAYLOAD_TOO_LARGE past `limit` bytes. */
+  body(limit: number): Promise<Buffer>;
+}
+
+const noBody = Buffer.alloc(0);
+
 /** Resolves with the body, or rejects with PAYLOAD_TOO_LARGE past `limit` bytes (the rest is drained, not read). */
 function readNodeBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  // Without Content-Length or Transfer-Encoding an HTTP/1.1 request has no body: nothing to wait for.
+  const declared = request.headers['content-length'];
+  if ((declared === undefined || declared === '0') && request.headers['transfer-encoding'] === undefined) return Promise.resolve(noBody);
+  const closed = () => new Error('the caller closed the connection before the body ended');
+  if (request.destroyed) return Promise.reject(closed());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -102,12 +123,12 @@ function readNodeBody(request: IncomingMessage, limit: number): Promise<Buffer> 
     });
     request.once('end', () => settle());
     request.once('error', (error) => settle(error));
-    request.once('close', () => settle(new Error('the caller closed the connection before the body ended')));
+    request.once('close', () => settle(closed()));
   });
 }
 
 async function readWebBody(request: Request, limit: number): Promise<Buffer> {
-  if (!request.body) return Buffer.alloc(0);
+  if (!request.body) return noBody;
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -125,17 +146,35 @@ async function readWebBody(request: Request, limit: number): Promise<Buffer> {
   }
 }
 
-/**
- * The raw body. A GET's body only exists on the Node request (fetch's Request drops it), so that is read when it is
- * there and not consumed yet; without it (app.fetch in tests) the Request body is read.
- */
-export async function readBody(request: Request, nodeRequest: IncomingMessage | undefined, limit: number): Promise<Buffer> {
-  const declared = Number(request.headers.get('content-length') ?? nodeRequest?.headers['content-length']);
+/** The node:http request (the listener's entry), with the path and query string of its target. */
+export function nodeLegacyRequest(request: IncomingMessage, pathname: string, query: string): LegacyRequest {
+  return {
+    method: request.method ?? 'GET',
+    pathname,
+    query,
+    header(name) {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+    body: (limit) => readNodeBody(request, limit),
+  };
+}
+
+/** fetch's Request (app.fetch's entry). Its GET requests have no body. */
+export function fetchLegacyRequest(request: Request, url: URL): LegacyRequest {
+  return {
+    method: request.method,
+    pathname: url.pathname,
+    query: url.search.slice(1),
+    header: (name) => request.headers.get(name) ?? undefined,
+    body: (limit) => readWebBody(request, limit),
+  };
+}
+
+async function readBody(request: LegacyRequest, limit: number): Promise<Buffer> {
+  const declared = Number(request.header('content-length'));
   if (Number.isFinite(declared) && declared > limit) throw payloadTooLarge(limit);
-  if (nodeRequest && !nodeRequest.readableEnded && !nodeRequest.destroyed && typeof nodeRequest.on === 'function') {
-    return readNodeBody(nodeRequest, limit);
-  }
-  return readWebBody(request, limit);
+  return request.body(limit);
 }
 
 interface MediaType {
@@ -143,7 +182,7 @@ interface MediaType {
   charset?: string;
 }
 
-function mediaType(header: string | null): MediaType | undefined {
+function mediaType(header: string | undefined): MediaType | undefined {
   if (!header) return undefined;
   const [type, ...parameters] = header.split(';');
   const charset = parameters
@@ -205,16 +244,11 @@ function isJson(type: string): boolean {
  * Reads every parameter of a legacy request. Query strings are always UTF-8 (as the servlet container decoded them);
  * form and JSON bodies honour the charset of their Content-Type, UTF-8 by default.
  */
-export async function readLegacyParams(
-  request: Request,
-  url: URL,
-  nodeRequest: IncomingMessage | undefined,
-  limit = legacyBodyLimitBytes,
-): Promise<LegacyParams> {
-  const query = firstWins(decodeForm(url.search.slice(1), 'query string')) as Map<string, string>;
-  const body = await readBody(request, nodeRequest, limit);
+export async function readLegacyParams(request: LegacyRequest, limit = legacyBodyLimitBytes): Promise<LegacyParams> {
+  const query = firstWins(decodeForm(request.query, 'query string')) as Map<string, string>;
+  const body = await readBody(request, limit);
   if (body.length === 0) return new LegacyParams(query, new Map());
-  const header = request.headers.get('content-type');
+  const header = request.header('content-type');
   const type = mediaType(header);
   if (type && isJson(type.type)) return new LegacyParams(query, parseJsonBody(body, type.charset));
   if (type?.type === 'application/x-www-form-urlencoded') {

@@ -1,12 +1,12 @@
 import crypto from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { Authenticator, Caller } from '../auth';
 import type { ChannelName, DeliveryRow } from '../db/schema';
 import type { DeliveryService, SendOptions } from '../delivery/service';
 import { errorCatalog, GatewayError, RateLimitedError, ValidationError, type ErrorCode, type FieldError } from '../errors';
+import { isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { MalformedParameterError } from './form-decoding';
-import { legacyBodyLimitBytes, readLegacyParams, type LegacyParams } from './legacy-params';
+import { legacyBodyLimitBytes, readLegacyParams, type LegacyParams, type LegacyRequest } from './legacy-params';
 
 export interface LegacyRouteDeps {
   service: DeliveryService;
@@ -154,18 +154,28 @@ function errorAnswer(error: unknown, route: LegacyRoute | undefined, keyFromPara
   return undefined;
 }
 
+/** What the routes answer, for either entry to write out. */
+export interface LegacyReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
 const routePrefix = /^\/api\/third(\/|$)/;
 const allowedMethods = new Set(['GET', 'POST']);
 
-/** The original `/api/third/*` routes. Answers undefined for paths it does not own. */
-export function createLegacyRoutes(deps: LegacyRouteDeps) {
+/** True for the paths the legacy routes own (answering "no such route" for the unknown ones). */
+export const isLegacyPath = (pathname: string) => routePrefix.test(pathname);
+
+/** The original `/api/third/*` routes, for requests of the paths `isLegacyPath` accepts. */
+export function createLegacyRoutes(deps: LegacyRouteDeps): (request: LegacyRequest) => Promise<LegacyReply> {
   const { service, authenticator } = deps;
   const logger = deps.logger.child({ component: 'legacy-rest' });
   const now = deps.now ?? Date.now;
   const limit = deps.bodyLimitBytes ?? legacyBodyLimitBytes;
 
-  async function handle(request: Request, url: URL, nodeRequest: IncomingMessage | undefined, state: { route?: LegacyRoute; caller?: Caller; keyFromParameter: boolean }): Promise<LegacyAnswer> {
-    const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, '') : url.pathname;
+  async function handle(request: LegacyRequest, state: { route?: LegacyRoute; caller?: Caller; keyFromParameter: boolean }): Promise<LegacyAnswer> {
+    const path = request.pathname.length > 1 ? request.pathname.replace(/\/$/, '') : request.pathname;
     const route = legacyRoutes[path];
     if (!route) {
       return answer('NOT_FOUND', `no such route: ${path.slice(0, 200)}; the routes are ${Object.keys(legacyRoutes).join(', ')}`);
@@ -174,11 +184,11 @@ export function createLegacyRoutes(deps: LegacyRouteDeps) {
     if (!allowedMethods.has(request.method)) {
       return answer('NOT_FOUND', `no route for ${request.method.slice(0, 20)} ${path}: use GET or POST`);
     }
-    const caller = await authenticator.authenticate(request.headers.get('ops-token'));
+    const caller = await authenticator.authenticate(request.header('ops-token'));
     if (!caller) return answer('UNAUTHENTICATED', errorCatalog.UNAUTHENTICATED.description);
     state.caller = caller;
 
-    const params = await readLegacyParams(request, url, nodeRequest, limit);
+    const params = await readLegacyParams(request, limit);
     const missing = route.required.filter((name) => !params.has(name));
     if (missing.length > 0) {
       const hint = params.ignoredBodyType
@@ -189,19 +199,22 @@ export function createLegacyRoutes(deps: LegacyRouteDeps) {
     const keyParameter = nonEmpty(params.text('idempotencyKey'));
     state.keyFromParameter = keyParameter !== undefined;
     const input = { ...route.input(params), ...(keyParameter !== undefined ? { idempotencyKey: keyParameter } : {}) };
-    const options: SendOptions = { idempotencyKey: request.headers.get('idempotency-key') ?? undefined };
+    const options: SendOptions = { idempotencyKey: request.header('idempotency-key') };
     const send = { DING: service.sendDing, EMAIL: service.sendEmail, SMS: service.sendSms }[route.channel];
     const delivery = await send.call(service, input, caller, options);
     return deliveryAnswer(delivery, now());
   }
 
-  return async (request: Request, url: URL, nodeRequest?: IncomingMessage): Promise<Response | undefined> => {
-    if (!routePrefix.test(url.pathname)) return undefined;
+  return async (request) => {
+    const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+    // CSRF: a page of another site may never make the browser call these routes.
+    if (isCrossSiteBrowserRequest(request.header('sec-fetch-site'))) {
+      return { status: 403, headers, body: JSON.stringify(answer('FORBIDDEN', 'Cross-site browser requests are refused')) };
+    }
     const state: { route?: LegacyRoute; caller?: Caller; keyFromParameter: boolean } = { keyFromParameter: false };
     let result: LegacyAnswer;
-    const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
     try {
-      result = await handle(request, url, nodeRequest, state);
+      result = await handle(request, state);
     } catch (error) {
       const known = errorAnswer(error, state.route, state.keyFromParameter);
       if (known) {
@@ -209,14 +222,14 @@ export function createLegacyRoutes(deps: LegacyRouteDeps) {
         if (error instanceof RateLimitedError) headers['retry-after'] = String(error.retryAfterSeconds);
       } else {
         const reference = `err_${crypto.randomBytes(6).toString('hex')}`;
-        logger.error({ err: error, reference, path: url.pathname }, 'legacy request failed');
+        logger.error({ err: error, reference, path: request.pathname }, 'legacy request failed');
         result = answer('INTERNAL_ERROR', `internal error (reference ${reference})`);
       }
     }
     // HTTP status is always 200 here, so the legacy code is what the request log needs; never the query (credentials).
-    const fields = { path: url.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId };
+    const fields = { path: request.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId };
     if (result.code === errorCatalog.OK.restCode) logger.debug(fields, 'legacy request accepted');
     else logger.info(fields, `legacy request rejected: ${result.data}`);
-    return new Response(JSON.stringify(result), { status: 200, headers });
+    return { status: 200, headers, body: JSON.stringify(result) };
   };
 }

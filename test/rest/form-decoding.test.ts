@@ -60,3 +60,27 @@ describe('decodeForm (servlet form rules, strict)', () => {
     expect(decodeForm(Buffer.from('content=中文+x', 'utf8'), 'form body')).toEqual([['content', '中文 x']]);
   });
 });
+
+describe('decodeForm on text and on its bytes', () => {
+  const outcome = (input: string | Uint8Array) => {
+    try {
+      return decodeForm(input, 'query string');
+    } catch (error) {
+      return error instanceof MalformedParameterError ? { parameter: error.parameter, message: error.message } : error;
+    }
+  };
+  const piece = fc.oneof(
+    fc.constantFrom('%', '+', '=', '&', '%2', '%2B', '%25', '%E4', '%B8%AD', '%C0%AF', '%ED%A0%80', '%F0%9F%98%80', '%ZZ', '%ef%bb%bf', '%00'),
+    fc.string({ unit: 'grapheme', maxLength: 4 }),
+  );
+
+  it('gives the same pairs, or the same refusal, for any text (the text is decoded without its bytes)', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), (pieces) => {
+        const text = pieces.join('');
+        expect(outcome(text)).toEqual(outcome(Buffer.from(text, 'utf8')));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
