@@ -20,7 +20,27 @@ function rootFields(selectionSet: SelectionSetNode, into: Set<string>, document:
  * Labels for an operation. The operation name is chosen by the client (unbounded), so the label is the root field,
  * which the schema bounds; several root fields in one operation count as `(multiple)`.
  */
-export function describeOperation(document: DocumentNode, operationName?: string | null) {
+export function describeOperation(document: DocumentNode, operationName?: string | null): OperationLabels {
+  // Yoga's parser cache hands back the same document for the same query text: described once per document and name.
+  let byName = described.get(document);
+  if (!byName) described.set(document, (byName = new Map()));
+  const key = operationName ?? '';
+  let labels = byName.get(key);
+  if (!labels) {
+    labels = labelsOf(document, operationName);
+    if (byName.size < 16) byName.set(key, labels);
+  }
+  return labels;
+}
+
+interface OperationLabels {
+  type: string;
+  field: string;
+}
+
+const described = new WeakMap<DocumentNode, Map<string, OperationLabels>>();
+
+function labelsOf(document: DocumentNode, operationName?: string | null): OperationLabels {
   const operation = getOperationAST(document, operationName ?? undefined);
   if (!operation) return { type: 'unknown', field: '(unknown)' };
   const fields = new Set<string>();
