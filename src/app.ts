@@ -9,12 +9,13 @@ import { Dispatcher } from './delivery/dispatcher';
 import { DeliveryEvents } from './delivery/events';
 import { DeliveryService } from './delivery/service';
 import { errorCatalog } from './errors';
+import { serveGraphqlOverNode } from './graphql/serve-over-node';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
 import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
-import { carryRequestNote, createRequestObserver, observeRequests } from './operations/request-log';
+import { carryRequestNote, createRequestObserver, observeRequests, requestNote } from './operations/request-log';
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
 import { answerFetch, legacyTarget, serveOverNode } from './rest/legacy-entries';
 import { createLegacyRoutes, isLegacyPath } from './rest/legacy-routes';
@@ -84,7 +85,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
         : json({ code: errorCatalog.FORBIDDEN.restCode, data: message }, 403);
     }
     if (url.pathname === '/graphql') {
-      if (isGraphiQLPage(request, url)) return yoga.fetch(request, { caller: undefined as never });
+      if (isGraphiQLPage(request, url)) return yoga.fetch(request, { caller: undefined as never, requestNote: requestNote(request) });
       // Over node:http a Content-Length frames the body: it cannot be longer, so reading and copying it again to
       // count its bytes is only needed without one (chunked). app.fetch callers' requests are always counted.
       const declared = context?.req ? request.headers.get('content-length') : null;
@@ -103,18 +104,20 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
           401,
         );
       }
-      return yoga.fetch(request, { caller });
+      return yoga.fetch(request, { caller, requestNote: requestNote(request) });
     }
     return (await operations(request, url)) ?? json({ error: 'not found' }, 404);
   };
   const observe = createRequestObserver({ logger, metrics });
   const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, observe));
   const legacyOverNode = serveOverNode(legacy, observe);
-  // The legacy routes need none of the fetch machinery: node:http's objects serve them straight.
+  const graphqlOverNode = serveGraphqlOverNode({ yoga, authenticator, observe, bodyLimitBytes: config.bodyLimitBytes });
+  // The legacy routes need none of the fetch machinery, and the usual GraphQL POST only yoga's: node:http's objects
+  // serve them straight.
   const handler: RequestListener = (request, response) => {
     const target = legacyTarget(request.url);
     if (target) legacyOverNode(request, response, target);
-    else void adapter(request, response);
+    else if (!graphqlOverNode(request, response)) void adapter(request, response);
   };
 
   return {

@@ -7,12 +7,17 @@ import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
 import { GatewayError } from '../errors';
 import type { Logger } from '../logger';
+import type { RequestNote } from '../operations/request-log';
 import type { GraphQLContext } from './builder';
 import { schema } from './schema';
 
 export interface ServerContext {
   caller: Caller;
+  /** The request's entry in the request log, which the operation metrics name the operation in. */
+  requestNote?: RequestNote;
 }
+
+export type GraphQLHandler = ReturnType<typeof createGraphQLHandler>;
 
 /**
  * Limits on every operation (graphql-armor). The largest legitimate query, a page of 100 deliveries with every field

@@ -1,7 +1,6 @@
 import { getOperationAST, Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import type { GatewayMetrics } from './metrics';
-import { requestNote } from './request-log';
 
 function rootFields(selectionSet: SelectionSetNode, into: Set<string>, document: DocumentNode, depth = 0): void {
   for (const selection of selectionSet.selections) {
@@ -57,7 +56,7 @@ export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
   return {
     onExecute({ args }) {
       const { type, field } = describeOperation(args.document, args.operationName);
-      const note = requestNote(args.contextValue.request);
+      const note = args.contextValue.requestNote;
       if (note) note.operation = `${type} ${field}`;
       const started = performance.now();
       return {
@@ -69,7 +68,7 @@ export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
     },
     onSubscribe({ args }) {
       const { type, field } = describeOperation(args.document, args.operationName);
-      const note = requestNote(args.contextValue.request);
+      const note = args.contextValue.requestNote;
       if (note) note.operation = `${type} ${field}`;
       return {
         // A subscription lives as long as its client: counted when it starts, not timed.
