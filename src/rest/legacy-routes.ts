@@ -42,10 +42,14 @@ function msgType(value: string | undefined): string | undefined {
 }
 
 const subjectLength = 60;
+/** The first line with something other than white space in it. */
+const firstLine = /^[^\r\n]*\S[^\r\n]*/m;
 
 /** The original route had no subject: the first non-blank line of the content, cut to 60 characters. */
 export function defaultSubject(content: string | undefined): string {
-  const line = (content ?? '').split(/\r?\n|\r/).find((candidate) => candidate.trim() !== '')?.trim() ?? '';
+  const line = firstLine.exec(content ?? '')?.[0].trim() ?? '';
+  // A line of at most 60 UTF-16 units has at most 60 characters: only a longer one is counted by character.
+  if (line.length <= subjectLength) return line;
   const characters = Array.from(line);
   return characters.length > subjectLength ? `${characters.slice(0, subjectLength - 1).join('')}…` : line;
 }
@@ -227,9 +231,12 @@ export function createLegacyRoutes(deps: LegacyRouteDeps): (request: LegacyReque
       }
     }
     // HTTP status is always 200 here, so the legacy code is what the request log needs; never the query (credentials).
-    const fields = { path: request.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId };
-    if (result.code === errorCatalog.OK.restCode) logger.debug(fields, 'legacy request accepted');
-    else logger.info(fields, `legacy request rejected: ${result.data}`);
+    const accepted = result.code === errorCatalog.OK.restCode;
+    if (!accepted || logger.isLevelEnabled('debug')) {
+      const fields = { path: request.pathname, method: request.method, callerId: state.caller?.id, code: result.code, deliveryId: result.deliveryId };
+      if (accepted) logger.debug(fields, 'legacy request accepted');
+      else logger.info(fields, `legacy request rejected: ${result.data}`);
+    }
     return { status: 200, headers, body: JSON.stringify(result) };
   };
 }
