@@ -19,5 +19,27 @@ export function createLogger(options: { level: string; pretty: boolean; destinat
   if (options.pretty) {
     return pino({ ...base, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } });
   }
-  return pino(base);
+  return pino(base, batchedStdout());
+}
+
+/**
+ * Lines logged in one turn of the event loop reach stdout in one write: under load a write per line (a request line
+ * for every request) cost more than building the lines. A process killed mid-turn loses that turn's lines; a process
+ * that exits writes them first.
+ */
+function batchedStdout(): pino.DestinationStream {
+  const stdout = pino.destination({ dest: 1, sync: true });
+  let pending: string[] = [];
+  const flush = () => {
+    if (pending.length === 0) return;
+    const text = pending.join('');
+    pending = [];
+    stdout.write(text);
+  };
+  process.on('exit', flush);
+  return {
+    write(line: string) {
+      if (pending.push(line) === 1) setImmediate(flush);
+    },
+  };
 }
