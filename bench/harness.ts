@@ -77,10 +77,14 @@ function stopper(child: ChildProcess) {
     });
 }
 
+const profileFlags = () => ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`];
+
 /** A bench server (baseline, SMTP peer): it prints `ready <port>` and nothing else. */
 export function startServer(name: string, env: Record<string, string>, ipc = false): Promise<Running> {
+  // BENCH_PROF profiles the baselines too (not the SMTP peer or the static floor), to compare where the time goes.
+  const profile = process.env.BENCH_PROF && name.startsWith('baseline') ? profileFlags() : [];
   const child = watched(
-    spawn(process.execPath, [path.join(bundles, `${name}.js`)], {
+    spawn(process.execPath, [...profile, path.join(bundles, `${name}.js`)], {
       cwd: root,
       env: { ...process.env, NODE_ENV: 'production', ...env },
       stdio: ipc ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
@@ -115,7 +119,7 @@ export async function startGateway(script: string, env: Record<string, string>):
   const log = fs.openSync(logFile, 'w');
   const started = performance.now();
   // BENCH_PROF=<dir> writes a CPU profile of each gateway run there (node --cpu-prof), for finding overheads.
-  const profile = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const profile = process.env.BENCH_PROF ? profileFlags() : [];
   const child = watched(
     spawn(process.execPath, [...profile, ...startFlags, script], {
       cwd: root,
