@@ -28,6 +28,13 @@ export function createLogger(options: { level: string; pretty: boolean; destinat
  * that exits writes them first.
  */
 function batchedStdout(): pino.DestinationStream {
+  // One for the process: every logger writes to the same stdout, and exit flushes it once.
+  return (sharedStdout ??= createBatchedStdout());
+}
+
+let sharedStdout: pino.DestinationStream | undefined;
+
+function createBatchedStdout(): pino.DestinationStream {
   const stdout = pino.destination({ dest: 1, sync: true });
   let pending: string[] = [];
   const flush = () => {
