@@ -213,6 +213,20 @@ describe('CSRF and CORS', () => {
     expect(countRows(gateway)).toBe(0);
   });
 
+  it('refuses it over a real port too, where a JSON POST is served from node:http without the fetch adapter', async () => {
+    const base = await gateway.listen();
+    for (const site of ['cross-site', 'same-site']) {
+      const response = await fetch(`${base}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'OPS-Token': testToken, 'sec-fetch-site': site },
+        body: mutation,
+      });
+      expect(response.status).toBe(403);
+      expect((await response.json()).errors[0].extensions.code).toBe('FORBIDDEN');
+    }
+    expect(countRows(gateway)).toBe(0);
+  });
+
   it('refuses a cross-site request to the legacy REST routes with code 1003, recording nothing', async () => {
     const response = await gateway.fetch('/api/third/email/sendMsg?email=a%40example.com&content=x', {
       headers: { 'OPS-Token': testToken, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' },
