@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fullScopes, hashToken } from '../../src/auth';
+import { insertOwnReaderToken } from '../support/db';
 import { startGateway, type TestGateway } from '../support/gateway';
 
 /**
@@ -16,15 +16,7 @@ describe('deliveries query plans', () => {
 
   beforeAll(async () => {
     gateway = await startGateway({ noDispatch: true });
-    await gateway.store.insertToken({
-      id: 'tok_own',
-      name: 'reader',
-      tokenHash: hashToken(ownToken),
-      scopes: JSON.stringify({ ...fullScopes, read: 'own' }),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
+    await insertOwnReaderToken(gateway, ownToken);
     // better-sqlite3 statements share one prototype: record what each `all` runs (drizzle reads through it).
     const Statement = Object.getPrototypeOf(gateway.store.db.$client.prepare('select 1'));
     const all = Statement.all;

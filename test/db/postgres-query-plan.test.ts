@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fullScopes, hashToken } from '../../src/auth';
 import type { PostgresStore } from '../../src/db/postgres-store';
 import { encodeCursor } from '../../src/graphql/types/deliveries-query';
-import { startGatewayOn, storeUnavailable, type AnyGateway } from '../support/db';
+import { insertOwnReaderToken, startGatewayOn, storeUnavailable, type AnyGateway } from '../support/db';
 
 /**
  * The PostgreSQL counterpart of deliveries-query-plan.test.ts: the deliveries list must stay fast on a big table. Every
@@ -137,15 +136,7 @@ describe.skipIf(storeUnavailable('postgres'))('deliveries query plans on Postgre
   beforeAll(async () => {
     gateway = await startGatewayOn('postgres', { noDispatch: true });
     pool = (gateway.store as PostgresStore).pool;
-    await gateway.store.insertToken({
-      id: 'tok_own',
-      name: 'reader',
-      tokenHash: hashToken(ownToken),
-      scopes: JSON.stringify({ ...fullScopes, read: 'own' }),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
+    await insertOwnReaderToken(gateway, ownToken);
     await pool.query(seed, [rows, base, minute]);
     // Statistics from every row (the sample covers the table): the same plans on every run.
     await pool.query('alter table deliveries alter column channel set statistics 1000, alter column status set statistics 1000, alter column recipient set statistics 1000, alter column caller_id set statistics 1000, alter column created_at set statistics 1000');

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { describe } from 'vitest';
+import { fullScopes, hashToken } from '../../src/auth';
 import type { ChannelName, DeliveryStatus } from '../../src/db/schema';
 import type { PostgresStore } from '../../src/db/postgres-store';
 import type { SqliteStore } from '../../src/db/sqlite-store';
@@ -219,4 +220,17 @@ export function groupedDeliveryCounts(holder: HasStore, from: number, to: number
  */
 export function describeOnStores(name: string, body: (kind: StoreKind) => void, options?: { timeout?: number }): void {
   for (const kind of storeKinds) describe.skipIf(storeUnavailable(kind))(`${name} [${kind}]`, options ?? {}, () => body(kind));
+}
+
+/** A stored token that may send on every channel but read only its own deliveries. */
+export function insertOwnReaderToken(holder: HasStore, token: string): Promise<void> {
+  return storeOf(holder).insertToken({
+    id: 'tok_own',
+    name: 'reader',
+    tokenHash: hashToken(token),
+    scopes: JSON.stringify({ ...fullScopes, read: 'own' }),
+    createdAt: Date.now(),
+    revokedAt: null,
+    lastUsedAt: null,
+  });
 }
