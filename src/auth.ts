@@ -1,44 +1,25 @@
 import crypto from 'node:crypto';
-import { z } from 'zod';
-import { channels, type ChannelName } from './db/schema';
+import { ApiTokens, fullScopes, parseScopes, type TokenScopes } from './api-tokens';
 import type { Store } from './db/store';
 
-export type ReadScope = 'none' | 'own' | 'all';
-
-export interface TokenScopes {
-  channels: ChannelName[];
-  read: ReadScope;
-}
+// What a token is and what it may do lives with the token rules; most code asks for it here, beside the Caller.
+export {
+  ensureBootstrapToken,
+  fullScopes,
+  generateToken,
+  hashToken,
+  isAdmin,
+  parseScopes,
+  readScopes,
+  type ReadScope,
+  type TokenScopes,
+} from './api-tokens';
 
 export interface Caller {
   /** Recorded on each delivery it sends: `env:<n>` for OPS_TOKENS entries, the token id otherwise. */
   id: string;
   name: string;
   scopes: TokenScopes;
-}
-
-export const fullScopes: TokenScopes = { channels: [...channels], read: 'all' };
-
-export const readScopes = ['none', 'own', 'all'] as const satisfies readonly ReadScope[];
-
-const scopesSchema = z.object({ channels: z.array(z.enum(channels)), read: z.enum(readScopes) });
-
-/** The scopes stored with a token, or undefined when they are not valid (such a token is refused, not widened). */
-export function parseScopes(json: string): TokenScopes | undefined {
-  try {
-    const parsed = scopesSchema.safeParse(JSON.parse(json));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function hashToken(token: string): string {
-  return crypto.createHash('sha256').update(token, 'utf8').digest('hex');
-}
-
-export function generateToken(): string {
-  return `ngw_${crypto.randomBytes(24).toString('base64url')}`;
 }
 
 export interface AuthenticatorOptions {
@@ -52,12 +33,15 @@ export class Authenticator {
   private readonly touchedAt = new Map<string, number>();
   private readonly touchIntervalMs: number;
   private readonly now: () => number;
+  /** The stored tokens this authenticator accepts, to create, list and revoke. */
+  readonly tokens: ApiTokens;
 
   constructor(
     private readonly store: Store,
     opsTokens: readonly string[],
     options: AuthenticatorOptions = {},
   ) {
+    this.tokens = new ApiTokens(store);
     this.configured = opsTokens.map((token) => crypto.createHash('sha256').update(token, 'utf8').digest());
     this.touchIntervalMs = options.touchIntervalMs ?? 60_000;
     this.now = options.now ?? Date.now;
@@ -88,30 +72,4 @@ export class Authenticator {
     this.touchedAt.set(id, now);
     this.store.touchToken(id, now).catch(() => this.touchedAt.delete(id));
   }
-}
-
-/**
- * With no OPS_TOKENS and no stored token, creates one with full rights, keeps only its hash and returns the token so
- * that the caller can print it once.
- */
-export async function ensureBootstrapToken(store: Store, opsTokens: readonly string[]): Promise<string | undefined> {
-  if (opsTokens.length > 0) return undefined;
-  if ((await store.listTokens()).length > 0) return undefined;
-  const token = generateToken();
-  try {
-    await store.insertToken({
-      id: `tok_${crypto.randomBytes(8).toString('hex')}`,
-      name: 'bootstrap',
-      tokenHash: hashToken(token),
-      scopes: JSON.stringify(fullScopes),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
-  } catch (error) {
-    // Replicas starting together on an empty shared database: one of them made it (its token is printed there).
-    if ((await store.listTokens()).some((row) => row.name === 'bootstrap')) return undefined;
-    throw error;
-  }
-  return token;
 }

@@ -1,9 +1,9 @@
-import crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { generateToken, hashToken, parseScopes, readScopes, type ReadScope, type TokenScopes } from '../auth';
+import { ApiTokens, isTokenName, parseScopes, readScopes, tokenNameRule, type ReadScope, type TokenScopes } from '../api-tokens';
 import { ConfigError, loadConfig } from '../config';
-import { channels, type ApiTokenRow, type ChannelName } from '../db/schema';
+import { channels, type ChannelName } from '../db/schema';
 import { openStore, type Store } from '../db';
+import { InvalidStateError, NotFoundError, ValidationError } from '../errors';
 
 const usage = `Manage the gateway's API tokens (the OPS-Token header).
 
@@ -19,8 +19,6 @@ Uses the gateway's database: DATABASE_URL (default file:./data/notify.db). Token
 here: they have full rights and live in the environment.`;
 
 class UsageError extends Error {}
-
-const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 function parseChannels(value: string | undefined): ChannelName[] {
   if (value === undefined) throw new UsageError('--channels is required: a list such as DING,EMAIL, or all, or none');
@@ -53,26 +51,12 @@ async function create(store: Store, args: string[]) {
     options: { name: { type: 'string' }, channels: { type: 'string' }, read: { type: 'string' } },
   });
   const name = values.name;
-  if (!name || !namePattern.test(name) || name.startsWith('tok_')) {
-    throw new UsageError('--name is required: 1 to 64 letters, digits, . _ or -, not starting with tok_');
-  }
+  if (!name || !isTokenName(name)) throw new UsageError(`--name is required: ${tokenNameRule}`);
   const scopes: TokenScopes = { channels: parseChannels(values.channels), read: parseRead(values.read) };
-  const holder = (await store.listTokens()).find((row) => row.name === name);
-  if (holder) {
-    const state = holder.revokedAt == null ? 'an active token' : 'a revoked token';
-    throw new UsageError(`the name "${name}" is taken by ${state} (${holder.id}); choose another name`);
-  }
-  const token = generateToken();
-  const row: ApiTokenRow = {
-    id: `tok_${crypto.randomBytes(8).toString('hex')}`,
-    name,
-    tokenHash: hashToken(token),
-    scopes: JSON.stringify(scopes),
-    createdAt: Date.now(),
-    revokedAt: null,
-    lastUsedAt: null,
-  };
-  await store.insertToken(row);
+  const { token, row } = await new ApiTokens(store).create(name, scopes).catch((error: unknown) => {
+    if (error instanceof ValidationError) throw new UsageError(`the name "${name}" ${error.fieldErrors[0].message}`);
+    throw error;
+  });
   const shown = describeScopes(scopes);
   // The explanation goes to stderr so that `TOKEN=$(npm run -s token -- create …)` captures the token alone.
   process.stderr.write(
@@ -84,7 +68,7 @@ async function create(store: Store, args: string[]) {
 
 async function list(store: Store, args: string[]) {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
-  const rows = (await store.listTokens()).map((row) => ({
+  const rows = (await new ApiTokens(store).list()).map((row) => ({
     name: row.name,
     id: row.id,
     ...describeScopes(parseScopes(row.scopes)),
@@ -115,12 +99,14 @@ async function revoke(store: Store, args: string[]) {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   if (positionals.length !== 1) throw new UsageError('revoke takes one token name or id');
   const [nameOrId] = positionals;
-  if (await store.revokeToken(nameOrId, Date.now())) {
-    process.stdout.write(`Revoked ${nameOrId}: its next request is refused.\n`);
-    return;
+  try {
+    await new ApiTokens(store).revoke(nameOrId, { byName: true });
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new UsageError(`no token named ${nameOrId} (see: npm run token -- list)`);
+    if (error instanceof InvalidStateError) throw new UsageError(`${nameOrId} was already revoked`);
+    throw error;
   }
-  const known = (await store.listTokens()).find((row) => row.name === nameOrId || row.id === nameOrId);
-  throw new UsageError(known ? `${nameOrId} was already revoked` : `no token named ${nameOrId} (see: npm run token -- list)`);
+  process.stdout.write(`Revoked ${nameOrId}: its next request is refused.\n`);
 }
 
 const commands: Record<string, (store: Store, args: string[]) => Promise<void>> = { create, list, revoke };
