@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
-import type { ChannelName, DeliveryRow, NewDeliveryRow } from '../db/schema';
-import type { DeliveryFilter, KeysetPage, StatsQuery, StatsRow, Store } from '../db/store';
+import { channels, type ChannelName, type DeliveryRow, type NewDeliveryRow } from '../db/schema';
+import type { ChannelCount, DeliveryFilter, KeysetPage, StatsQuery, StatsRow, Store } from '../db/store';
 import {
   ForbiddenError,
   IdempotencyConflictError,
@@ -68,6 +68,17 @@ function stableJson(value: unknown): string {
   }
   return JSON.stringify(value);
 }
+
+export interface DeliveryQueue {
+  depth: number;
+  /** Every channel, zeros included. */
+  byChannel: ChannelCount[];
+  /** Creation time of the oldest delivery not final yet. */
+  oldestPendingAt?: number;
+}
+
+/** A DingTalk or SMS delivery that failed has had its robot credentials or code erased: it cannot be sent again. */
+const erased = (delivery: DeliveryRow) => delivery.channel !== 'EMAIL' && delivery.sealedSecrets == null;
 
 /** The one path every API layer takes: validate, check limits, record, hand to the dispatcher, report. */
 export class DeliveryService {
@@ -194,9 +205,24 @@ export class DeliveryService {
     return this.deps.store.deliveryStats({ ...query, callerId: caller.scopes.read === 'own' ? caller.id : undefined });
   }
 
+  /** How many deliveries wait, by channel, and since when: for operators, so only for tokens that read everything. */
+  async queue(caller: Caller): Promise<DeliveryQueue> {
+    if (caller.scopes.read !== 'all') throw new ForbiddenError('Only a token that may read every delivery may see the queue');
+    const [counts, oldest] = await Promise.all([this.deps.store.countPending(), this.deps.store.oldestPendingCreatedAt()]);
+    const byChannel = channels.map((channel) => ({
+      channel,
+      count: Number(counts.find((row) => row.channel === channel)?.count ?? 0),
+    }));
+    return {
+      depth: byChannel.reduce((total, row) => total + row.count, 0),
+      byChannel,
+      oldestPendingAt: oldest == null ? undefined : Number(oldest),
+    };
+  }
+
   /** Stops a delivery that has not been sent yet. */
   async cancelDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
-    await this.requireOwn(id, caller);
+    await this.requireManageable(id, caller);
     const cancelled = await this.deps.store.transition(id, ['QUEUED', 'RETRYING'], {
       status: 'CANCELLED',
       nextAttemptAt: null,
@@ -209,8 +235,8 @@ export class DeliveryService {
 
   /** Sends a FAILED delivery again, as long as what it needs to be sent was not erased. */
   async retryDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
-    const current = await this.requireOwn(id, caller);
-    if (current.status === 'FAILED' && current.channel !== 'EMAIL' && current.sealedSecrets == null) {
+    const current = await this.requireManageable(id, caller);
+    if (current.status === 'FAILED' && erased(current)) {
       throw new InvalidStateError('Its credentials or code were erased when it failed; send a new message instead');
     }
     // Due again once committed: listeners hear of it as QUEUED before any claim of it (events.hold).
@@ -230,16 +256,36 @@ export class DeliveryService {
     return retried;
   }
 
-  private async requireOwn(id: string, caller: Caller): Promise<DeliveryRow> {
+  private async requireManageable(id: string, caller: Caller): Promise<DeliveryRow> {
     const delivery = await this.deps.store.getDelivery(id);
     if (!delivery || !this.canRead(delivery, caller)) throw new NotFoundError(`No delivery ${id}`);
-    if (caller.scopes.read !== 'all' && delivery.callerId !== caller.id) throw new ForbiddenError('Not your delivery');
+    if (!this.canManage(delivery, caller)) {
+      throw new ForbiddenError(`This token may not cancel or retry deliveries on ${delivery.channel}`);
+    }
     return delivery;
   }
 
   /** The one read rule: `all` reads every delivery, `own` those it sent, `none` nothing. */
   canRead(delivery: DeliveryRow, caller: Caller): boolean {
     return caller.scopes.read === 'all' || (caller.scopes.read === 'own' && delivery.callerId === caller.id);
+  }
+
+  /**
+   * The one rule for cancelling and retrying: the token reads the delivery and may send on its channel. Cancelling or
+   * retrying decides whether a message goes out, so a read-only token (no channels) may look but not touch.
+   */
+  canManage(delivery: DeliveryRow, caller: Caller): boolean {
+    return this.canRead(delivery, caller) && caller.scopes.channels.includes(delivery.channel);
+  }
+
+  /** Whether `retryDelivery` would accept this delivery from this caller now. */
+  canRetry(delivery: DeliveryRow, caller: Caller): boolean {
+    return delivery.status === 'FAILED' && !erased(delivery) && this.canManage(delivery, caller);
+  }
+
+  /** Whether `cancelDelivery` would accept this delivery from this caller now. */
+  canCancel(delivery: DeliveryRow, caller: Caller): boolean {
+    return (delivery.status === 'QUEUED' || delivery.status === 'RETRYING') && this.canManage(delivery, caller);
   }
 
   private idempotencyKey(value: unknown): string | undefined {

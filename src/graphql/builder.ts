@@ -1,6 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
+import type { ApiTokens } from '../api-tokens';
 import type { Caller } from '../auth';
 import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
@@ -9,6 +10,7 @@ export interface GraphQLContext {
   caller: Caller;
   service: DeliveryService;
   events: DeliveryEvents;
+  tokens: ApiTokens;
   /** The Idempotency-Key header, when the request carried one. */
   idempotencyKey?: string;
   /** Checks the request's token again (long-lived subscriptions stop once it is revoked). */

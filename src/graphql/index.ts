@@ -8,3 +8,6 @@ import './types/deliveries-query';
 import './types/manage-delivery';
 import './types/delivery-updated';
 import './types/delivery-stats';
+import './types/viewer';
+import './types/delivery-queue';
+import './types/api-tokens';

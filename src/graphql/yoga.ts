@@ -127,6 +127,7 @@ query RecentDeliveries {
       caller,
       service,
       events,
+      tokens: authenticator.tokens,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
       reauthenticate: async () => (await authenticator.authenticate(request.headers.get('ops-token'))) !== undefined,
     }),

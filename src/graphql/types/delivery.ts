@@ -73,5 +73,14 @@ builder.node(DeliveryRef, {
     createdAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.createdAt) }),
     updatedAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.updatedAt) }),
     sentAt: t.field({ type: 'DateTime', nullable: true, resolve: (delivery) => optionalDate(delivery.sentAt) }),
+    viewerCanRetry: t.boolean({
+      description:
+        'retryDelivery would accept it from this token now: it is FAILED, still has what it needs to be sent (DingTalk and SMS lose their credentials or code when they fail), and the token may send on its channel',
+      resolve: (delivery, _args, context) => context.service.canRetry(delivery, context.caller),
+    }),
+    viewerCanCancel: t.boolean({
+      description: 'cancelDelivery would accept it from this token now: it is QUEUED or RETRYING and the token may send on its channel',
+      resolve: (delivery, _args, context) => context.service.canCancel(delivery, context.caller),
+    }),
   }),
 });

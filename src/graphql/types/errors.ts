@@ -54,11 +54,13 @@ builder.objectType(IdempotencyConflictError, {
 
 for (const [ErrorClass, description] of [
   [ForbiddenError, 'The token may not do this.'],
-  [NotFoundError, 'No such delivery, or not one this token may read.'],
-  [InvalidStateError, 'The delivery is not in a state that allows this.'],
+  [NotFoundError, 'No such delivery or token, or not one this token may read.'],
+  [InvalidStateError, 'The delivery or token is not in a state that allows this.'],
 ] as const) {
   builder.objectType(ErrorClass, { name: ErrorClass.name, description, interfaces: [ErrorInterface], fields: () => ({}) });
 }
 
 export const sendErrorTypes = [ValidationError, RateLimitedError, IdempotencyConflictError, ForbiddenError];
 export const manageErrorTypes = [NotFoundError, InvalidStateError, ForbiddenError];
+export const createTokenErrorTypes = [ForbiddenError, ValidationError];
+export const revokeTokenErrorTypes = [ForbiddenError, NotFoundError, InvalidStateError];

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { hashToken, type TokenScopes } from '../../src/auth';
+import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+
+const viewerQuery = '{ viewer { name channels read admin } }';
+
+describeOnStores('viewer', (kind) => {
+  let gateway: AnyGateway;
+
+  async function storedToken(name: string, scopes: TokenScopes): Promise<string> {
+    const token = `${name}-token-0123456789`;
+    await gateway.store.insertToken({
+      id: `tok_${name}`,
+      name,
+      tokenHash: hashToken(token),
+      scopes: JSON.stringify(scopes),
+      createdAt: Date.now(),
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+    return token;
+  }
+
+  const viewer = async (token?: string) => {
+    const { status, body } = await gateway.graphql(viewerQuery, {}, token ? { token } : undefined);
+    expect(status).toBe(200);
+    expect(body.errors).toBeUndefined();
+    return body.data.viewer;
+  };
+
+  beforeAll(async () => {
+    gateway = await startGatewayOn(kind, { noDispatch: true });
+  });
+  afterAll(() => gateway.close());
+
+  it('shows an OPS_TOKENS entry as an admin with every channel and read ALL', async () => {
+    expect(await viewer()).toEqual({ name: 'OPS_TOKENS #1', channels: ['DING', 'EMAIL', 'SMS'], read: 'ALL', admin: true });
+  });
+
+  it('shows a stored token with its own scopes, an admin only with every channel and read ALL', async () => {
+    const scoped = await storedToken('ci', { channels: ['DING', 'EMAIL'], read: 'own' });
+    const blind = await storedToken('blind', { channels: ['SMS'], read: 'none' });
+    const full = await storedToken('ops', { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' });
+    expect(await viewer(scoped)).toEqual({ name: 'ci', channels: ['DING', 'EMAIL'], read: 'OWN', admin: false });
+    expect(await viewer(blind)).toEqual({ name: 'blind', channels: ['SMS'], read: 'NONE', admin: false });
+    expect(await viewer(full)).toEqual({ name: 'ops', channels: ['DING', 'EMAIL', 'SMS'], read: 'ALL', admin: true });
+  });
+
+  it('shows a read-only token (no channels, read ALL) as no admin', async () => {
+    const auditor = await storedToken('auditor', { channels: [], read: 'all' });
+    expect(await viewer(auditor)).toEqual({ name: 'auditor', channels: [], read: 'ALL', admin: false });
+  });
+
+  it('is refused with 401 without a valid token, like every operation', async () => {
+    const { status, body } = await gateway.graphql(viewerQuery, {}, { token: 'not-a-token' });
+    expect(status).toBe(401);
+    expect(body.errors![0].extensions?.code).toBe('UNAUTHENTICATED');
+  });
+});
