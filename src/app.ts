@@ -13,6 +13,7 @@ import { serveGraphqlOverNode } from './graphql/serve-over-node';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
+import { createConsoleRoute } from './operations/console-route';
 import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
 import { carryRequestNote, createRequestObserver, observeRequests, requestNote } from './operations/request-log';
@@ -64,6 +65,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   });
   const operations = createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
   const legacy = createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes });
+  const consolePage = createConsoleRoute(config.consoleDir);
 
   const isGraphiQLPage = (request: Request, url: URL) =>
     request.method === 'GET' && !url.searchParams.has('query') && (request.headers.get('accept') ?? '').includes('text/html');
@@ -106,7 +108,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       }
       return yoga.fetch(request, { caller, requestNote: requestNote(request) });
     }
-    return (await operations(request, url)) ?? json({ error: 'not found' }, 404);
+    return (await operations(request, url)) ?? (await consolePage(request, url)) ?? json({ error: 'not found' }, 404);
   };
   const observe = createRequestObserver({ logger, metrics });
   const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, observe));

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 
@@ -144,6 +145,7 @@ const envSchema = z
     TENCENT_SMS_TEMPLATE_ID: optionalString,
     TENCENT_SMS_REGION: z.preprocess(emptyAsUndefined, z.string().default('ap-guangzhou')),
     TENCENT_SMS_ENDPOINT: httpUrl('https://sms.tencentcloudapi.com'),
+    CONSOLE_DIR: optionalString,
   })
   .superRefine((env, ctx) => {
     // An attempt is abandoned at most PROVIDER_TIMEOUT_MS + 3 s after it starts (see the dispatcher).
@@ -231,6 +233,8 @@ export interface Config {
     maxDelayMs: number;
   };
   ding: { baseUrl: string; perRobotPerMinute: number };
+  /** The built delivery console (index.html and its hashed assets), served at /console. */
+  consoleDir: string;
   email: { smtpUrl?: string; from: string; poolSize: number };
   sms: {
     provider: Env['SMS_PROVIDER'];
@@ -275,6 +279,12 @@ export function databasePathFrom(url: string, cwd = process.cwd()): string {
   return path.resolve(cwd, location);
 }
 
+/**
+ * The package's dist/console: this file is src/config.ts under tsx and vitest, and part of dist/main.js once bundled,
+ * and `../dist/console` from either folder is the same place.
+ */
+export const defaultConsoleDir = fileURLToPath(new URL('../dist/console', import.meta.url));
+
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
@@ -316,6 +326,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       maxDelayMs: env.RETRY_MAX_DELAY_MS,
     },
     ding: { baseUrl: env.DINGTALK_BASE_URL!, perRobotPerMinute: env.DINGTALK_ROBOT_PER_MINUTE },
+    consoleDir: path.resolve(env.CONSOLE_DIR ?? defaultConsoleDir),
     email: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, poolSize: env.SMTP_POOL_SIZE },
     sms: {
       provider: env.SMS_PROVIDER,

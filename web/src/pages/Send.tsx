@@ -1,0 +1,221 @@
+import type { ComponentChildren } from 'preact';
+import { useState } from 'preact/hooks';
+import { gql, UnauthorizedError } from '../api';
+import {
+  SendDingDocument,
+  SendEmailDocument,
+  SendSmsDocument,
+  type Channel,
+  type DeliveryRowFragment,
+  type DingMsgType,
+  type SendDingMutation,
+} from '../graphql/generated';
+import { useI18n, type MessageKey } from '../i18n';
+import { base, followLink } from '../router';
+import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
+
+type Result = SendDingMutation['sendDing'];
+type FieldName = 'accessToken' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
+
+const fieldsOf: Record<Channel, FieldName[]> = {
+  DING: ['accessToken', 'secret', 'msgType', 'title', 'messageUrl', 'content'],
+  EMAIL: ['to', 'subject', 'content', 'html'],
+  SMS: ['mobile', 'content'],
+};
+const labels: Record<FieldName, MessageKey> = {
+  accessToken: 'send.accessToken',
+  secret: 'send.secret',
+  msgType: 'send.msgType',
+  title: 'send.title',
+  messageUrl: 'send.messageUrl',
+  content: 'send.content',
+  to: 'send.to',
+  subject: 'send.subject',
+  html: 'send.html',
+  mobile: 'send.mobile',
+};
+const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
+const multiline = new Set<FieldName>(['content', 'html']);
+
+type Values = Record<FieldName, string>;
+const empty: Values = { accessToken: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
+
+const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
+const list = (value: string) =>
+  value
+    .split(/[,;]/)
+    .map((item) => item.trim())
+    .filter(Boolean);
+
+export function SendPage() {
+  const { t } = useI18n();
+  const [channel, setChannel] = useState<Channel>('EMAIL');
+  const [values, setValues] = useState<Values>(empty);
+  const [fieldErrors, setFieldErrors] = useState<Partial<Record<FieldName, string[]>>>({});
+  const [error, setError] = useState<string | null>(null);
+  const [sent, setSent] = useState<DeliveryRowFragment | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const set = (name: FieldName, value: string) => setValues((current) => ({ ...current, [name]: value }));
+
+  const send = (): Promise<Result> => {
+    if (channel === 'DING') {
+      return gql(SendDingDocument, {
+        input: {
+          accessToken: values.accessToken,
+          secret: values.secret,
+          msgType: values.msgType as DingMsgType,
+          title: orUndefined(values.title),
+          messageUrl: orUndefined(values.messageUrl),
+          content: values.content,
+          wait: false,
+        },
+      }).then((data) => data.sendDing);
+    }
+    if (channel === 'EMAIL') {
+      return gql(SendEmailDocument, {
+        input: { to: list(values.to), subject: orUndefined(values.subject), content: values.content, html: orUndefined(values.html), wait: false },
+      }).then((data) => data.sendEmail);
+    }
+    return gql(SendSmsDocument, { input: { mobile: values.mobile.trim(), content: values.content, wait: false } }).then((data) => data.sendSms);
+  };
+
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    setFieldErrors({});
+    setSent(null);
+    try {
+      const result = await send();
+      if (result.__typename === 'Delivery') {
+        setSent(result);
+      } else if (result.__typename === 'ValidationError') {
+        const byField: Partial<Record<FieldName, string[]>> = {};
+        const elsewhere: string[] = [];
+        const shown = fieldsOf[channel];
+        for (const fieldError of result.fieldErrors) {
+          const name = fieldError.path.replace(/^input\./, '').split('.')[0] as FieldName;
+          if (shown.includes(name)) (byField[name] ??= []).push(fieldError.message);
+          else elsewhere.push(`${fieldError.path}: ${fieldError.message}`);
+        }
+        setFieldErrors(byField);
+        setError(elsewhere.length > 0 ? `${result.message} ${elsewhere.join('; ')}` : null);
+        const first = shown.find((name) => byField[name]);
+        if (first) document.getElementById(`send-${first}`)?.focus();
+      } else {
+        setError(result.message);
+      }
+    } catch (failure) {
+      if (!(failure instanceof UnauthorizedError)) setError(t('app.error', { message: (failure as Error).message }));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const field = (name: FieldName, input: ComponentChildren, hint?: string) => {
+    const errors = fieldErrors[name];
+    return (
+      <div class={`field${errors ? ' field-invalid' : ''}`}>
+        <label for={`send-${name}`}>{t(labels[name])}</label>
+        {input}
+        {hint && (
+          <span id={`send-${name}-hint`} class="hint">
+            {hint}
+          </span>
+        )}
+        {errors && (
+          <p id={`send-${name}-error`} class="field-error">
+            {errors.join(' ')}
+          </p>
+        )}
+      </div>
+    );
+  };
+  const describedBy = (name: FieldName, hint = false) =>
+    [hint ? `send-${name}-hint` : '', fieldErrors[name] ? `send-${name}-error` : ''].filter(Boolean).join(' ') || undefined;
+  const common = (name: FieldName, hint = false) => ({
+    id: `send-${name}`,
+    name,
+    value: values[name],
+    'aria-invalid': fieldErrors[name] ? true : undefined,
+    'aria-describedby': describedBy(name, hint),
+    onInput: (event: Event) => set(name, (event.currentTarget as HTMLInputElement).value),
+  });
+  const textInput = (name: FieldName, type: 'text' | 'password' | 'url' | 'tel' = 'text', hint?: string) =>
+    field(name, multiline.has(name) ? <textarea rows={name === 'html' ? 4 : 5} {...common(name)} /> : <input type={type as 'text'} autocomplete="off" spellcheck={false} {...common(name, !!hint)} />, hint);
+
+  return (
+    <section>
+      <PageHeading>{t('send.heading')}</PageHeading>
+      <form class="send stack" onSubmit={submit} noValidate>
+        <div class="field">
+          <label for="send-channel">{t('send.channel')}</label>
+          <select
+            id="send-channel"
+            value={channel}
+            onChange={(event) => {
+              setChannel(event.currentTarget.value as Channel);
+              setFieldErrors({});
+              setError(null);
+              setSent(null);
+            }}
+          >
+            {channels.map((option) => (
+              <option value={option}>{t(`channelName.${option}`)}</option>
+            ))}
+          </select>
+        </div>
+        {channel === 'DING' && (
+          <>
+            {textInput('accessToken')}
+            {textInput('secret', 'password')}
+            {field(
+              'msgType',
+              <select {...common('msgType')} onChange={(event) => set('msgType', event.currentTarget.value)}>
+                {msgTypes.map((type) => (
+                  <option value={type}>{type}</option>
+                ))}
+              </select>,
+            )}
+            {textInput('title')}
+            {(values.msgType === 'LINK' || values.msgType === 'ACTION_CARD') && textInput('messageUrl', 'url')}
+            {textInput('content')}
+          </>
+        )}
+        {channel === 'EMAIL' && (
+          <>
+            {textInput('to', 'text', t('send.toHint'))}
+            {textInput('subject')}
+            {textInput('content')}
+            {textInput('html')}
+          </>
+        )}
+        {channel === 'SMS' && (
+          <>
+            {textInput('mobile', 'tel')}
+            {textInput('content')}
+          </>
+        )}
+        <ErrorMessage error={error} />
+        <div>
+          <button type="submit" class="button-primary" disabled={busy}>
+            {t('send.submit')}
+          </button>
+        </div>
+      </form>
+      {sent && (
+        <div class="result" role="status">
+          <p>
+            {t('send.accepted', { status: t(`status.${sent.status}`) })} <StatusBadge status={sent.status} />
+          </p>
+          <p>
+            <a href={`${base}/deliveries/${encodeURIComponent(sent.id)}`} onClick={followLink}>
+              {t('send.open', { id: sent.id })}
+            </a>
+          </p>
+        </div>
+      )}
+    </section>
+  );
+}
