@@ -6,52 +6,17 @@ import { pathToFileURL } from 'node:url';
 import { codegen } from '@graphql-codegen/core';
 import * as typedDocumentNode from '@graphql-codegen/typed-document-node';
 import * as typescriptOperations from '@graphql-codegen/typescript-operations';
-import {
-  buildSchema,
-  extendSchema,
-  Kind,
-  parse,
-  printSchema,
-  type DefinitionNode,
-  type DocumentNode,
-  type GraphQLSchema,
-} from 'graphql';
+import { parse } from 'graphql';
 
 const root = new URL('../', import.meta.url);
 const schemaFile = new URL('schema.graphql', root);
 const operationsFile = new URL('web/src/graphql/operations.graphql', root);
-/** API additions agreed on but not yet in schema.graphql: only what the schema lacks is taken from it. */
-const pendingFile = new URL('web/src/graphql/pending-schema.graphql', root);
 export const generatedFile = new URL('web/src/graphql/generated.ts', root);
 
-/** The definitions of `pending` that `schema` does not have yet (types by name, fields of extensions by name). */
-function missingFrom(schema: GraphQLSchema, pending: DocumentNode): DefinitionNode[] {
-  const missing: DefinitionNode[] = [];
-  for (const definition of pending.definitions) {
-    if (definition.kind === Kind.OBJECT_TYPE_EXTENSION) {
-      const type = schema.getType(definition.name.value);
-      const existing = type && 'getFields' in type ? type.getFields() : {};
-      const fields = (definition.fields ?? []).filter((field) => !(field.name.value in existing));
-      if (fields.length > 0) missing.push({ ...definition, fields });
-    } else if ('name' in definition && definition.name && !schema.getType(definition.name.value)) {
-      missing.push(definition);
-    }
-  }
-  return missing;
-}
-
-function consoleSchema(): GraphQLSchema {
-  const schema = buildSchema(fs.readFileSync(schemaFile, 'utf8'));
-  if (!fs.existsSync(pendingFile)) return schema;
-  const definitions = missingFrom(schema, parse(fs.readFileSync(pendingFile, 'utf8')));
-  return definitions.length === 0 ? schema : extendSchema(schema, { kind: Kind.DOCUMENT, definitions });
-}
-
 export async function generateWebTypes(): Promise<string> {
-  const schema = consoleSchema();
   const output = await codegen({
     filename: 'web/src/graphql/generated.ts',
-    schema: parse(printSchema(schema)),
+    schema: parse(fs.readFileSync(schemaFile, 'utf8')),
     documents: [{ location: 'web/src/graphql/operations.graphql', document: parse(fs.readFileSync(operationsFile, 'utf8')) }],
     plugins: [{ typescriptOperations: {} }, { typedDocumentNode: {} }],
     pluginMap: { typescriptOperations, typedDocumentNode },

@@ -1,6 +1,7 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, describeDatabase, loadConfig } from '../src/config';
+import { ConfigError, defaultConsoleDir, describeDatabase, loadConfig } from '../src/config';
 
 const problemsOf = (env: Record<string, string>) => {
   try {
@@ -64,6 +65,15 @@ describe('core configuration', () => {
     const problems = problemsOf({ DATABASE_URL: 'postgres://notify:s3cret@db.internal/notify' });
     expect(problems.join('\n')).not.toContain('s3cret');
     expect(problems).toEqual([expect.stringMatching(/^NOTIFY_SECRET_KEY: is required with a PostgreSQL DATABASE_URL/)]);
+  });
+
+  it("serves the console from the package's dist/console unless CONSOLE_DIR names another folder (relative to the working directory)", () => {
+    const packageDist = fileURLToPath(new URL('../dist/console', import.meta.url));
+    expect(defaultConsoleDir).toBe(packageDist);
+    expect(loadConfig({}).consoleDir).toBe(packageDist);
+    expect(loadConfig({ CONSOLE_DIR: '' }).consoleDir).toBe(packageDist);
+    expect(loadConfig({ CONSOLE_DIR: '/srv/console' }).consoleDir).toBe('/srv/console');
+    expect(loadConfig({ CONSOLE_DIR: 'build/console' }).consoleDir).toBe(path.resolve('build/console'));
   });
 
   it('treats empty values as unset', () => {
