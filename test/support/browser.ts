@@ -79,6 +79,8 @@ export async function openConsole(browser: Browser, baseUrl: string, options: { 
     viewport: { width: 1280, height: 800 },
     serviceWorkers: 'block',
   });
+  // Nothing waits for the page longer than this unless told (the tests' own timeout is longer).
+  context.setDefaultTimeout(10_000);
   const requests: string[] = [];
   const foreign: string[] = [];
   const pageErrors: string[] = [];
@@ -191,4 +193,11 @@ export async function statusOfRow(page: Page, text: string): Promise<string> {
   const row = rowWith(page, text);
   if ((await row.count()) === 0) return '';
   return cellText(page, row, 'Status');
+}
+
+/** The value shown for `term` in one delivery's list of fields (a `dt`/`dd` pair), or '' while there is none. */
+export async function detailField(page: Page, term: string): Promise<string> {
+  const value = page.locator('dt').filter({ hasText: new RegExp(`^\\s*${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`) }).first().locator('xpath=following-sibling::dd[1]');
+  if ((await value.count()) === 0) return '';
+  return (await value.innerText()).trim();
 }

@@ -1,0 +1,144 @@
+import type { Browser } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
+import {
+  chromiumAvailable,
+  expectNoSeriousA11yViolations,
+  launchBrowser,
+  openConsole,
+  screenshot,
+  signIn,
+  tokenTraces,
+  type ConsoleSession,
+} from '../support/browser';
+import { startGateway, testToken, type TestGateway } from '../support/gateway';
+
+describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the page keeps', { timeout: 60_000 }, () => {
+  let browser: Browser;
+  let sink: SmtpSink;
+  let gateway: TestGateway;
+  let baseUrl: string;
+  let session: ConsoleSession | undefined;
+
+  beforeAll(async () => {
+    sink = await startSmtpSink();
+    [browser, gateway] = await Promise.all([launchBrowser(), startGateway({ env: { SMTP_URL: sink.url } })]);
+    baseUrl = await gateway.listen();
+  });
+  afterEach(async () => {
+    const open = session;
+    session = undefined;
+    await open?.close();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gateway?.close();
+    await sink?.close();
+  });
+
+  const open = async (locale?: string) => (session = await openConsole(browser, baseUrl, { locale }));
+
+  it('/console answers with a strict Content-Security-Policy: no inline script, connect-src only to itself', async () => {
+    for (const pathname of ['/console', '/console/deliveries']) {
+      const response = await fetch(new URL(pathname, baseUrl));
+      expect(response.status, pathname).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+      const csp = response.headers.get('content-security-policy');
+      expect(csp, `${pathname} has no Content-Security-Policy`).toBeTruthy();
+      const directives = new Map(
+        csp!
+          .split(';')
+          .map((part) => part.trim().split(/\s+/))
+          .filter((words) => words[0])
+          .map(([name, ...values]) => [name.toLowerCase(), values] as const),
+      );
+      expect(directives.get('connect-src'), csp!).toEqual(["'self'"]);
+      const scriptSrc = directives.get('script-src') ?? directives.get('default-src');
+      expect(scriptSrc, `${csp}: no script-src nor default-src`).toBeDefined();
+      expect(scriptSrc).not.toContain("'unsafe-inline'");
+      expect(scriptSrc).not.toContain("'unsafe-eval'");
+      expect(scriptSrc!.every((source) => source === "'self'" || source.startsWith("'sha") || source.startsWith("'nonce-")), csp!).toBe(true);
+      // And the page itself has no inline script for a CSP to refuse.
+      const html = await response.text();
+      expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/i);
+    }
+  });
+
+  it('a wrong token is refused plainly; the right one opens the deliveries', async () => {
+    const { page } = await open();
+    await page.goto('/console');
+    await expect.poll(() => page.getByLabel('OPS-Token').count()).toBe(1);
+    await expectNoSeriousA11yViolations(page, 'sign-in (en)');
+    await screenshot(page, 'sign-in');
+
+    await page.getByLabel('OPS-Token').fill('ngw_not-a-token-of-this-gateway');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('This OPS-Token was not accepted.').waitFor({ timeout: 5000 });
+    await screenshot(page, 'sign-in-refused');
+
+    await page.getByLabel('OPS-Token').fill(testToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Deliveries' }).waitFor({ timeout: 5000 });
+    // /console itself shows the deliveries (the address stays as typed).
+    await page.waitForURL(/\/console(\/deliveries)?(\?|$)/, { timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await expect.poll(() => page.getByText('This OPS-Token was not accepted.').count()).toBe(0);
+  });
+
+  it('keeps the token only in the tab (never a URL, a cookie or localStorage), and Sign out forgets it', async () => {
+    const current = await open();
+    const { page } = current;
+    await signIn(page, testToken);
+    await page.getByRole('table').waitFor({ timeout: 5000 });
+    // Walk the pages, so that every route's requests are recorded.
+    for (const name of ['Overview', 'Send', 'Tokens', 'Deliveries']) {
+      await page.getByRole('link', { name, exact: true }).click();
+      await page.waitForURL(new RegExp(`/console/${name.toLowerCase()}`), { timeout: 5000 });
+    }
+    const traces = await tokenTraces(current, testToken);
+    expect(traces.cookies).toEqual([]);
+    expect(traces.localStorage).toEqual([]);
+    expect(traces.urls).toEqual([]);
+    expect(Object.values(traces.sessionStorage).some((value) => value?.includes(testToken)), 'the token is in sessionStorage while signed in').toBe(true);
+    expect(await current.context.cookies()).toEqual([]);
+
+    // A reload of the tab keeps the session (sessionStorage lives as long as the tab).
+    await page.reload();
+    await page.getByRole('table').waitFor({ timeout: 5000 });
+    expect(await page.getByLabel('OPS-Token').count()).toBe(0);
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('OPS-Token').waitFor({ timeout: 5000 });
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    const after = await tokenTraces(current, testToken);
+    expect(after.localStorage).toEqual([]);
+    expect(after.cookies).toEqual([]);
+    // Signed out for good: a reload or a deep link asks for the token again.
+    await page.goto('/console/deliveries');
+    await page.getByLabel('OPS-Token').waitFor({ timeout: 5000 });
+    expect(await page.getByRole('table').count()).toBe(0);
+  });
+
+  it('follows a Chinese browser (zh-CN) and switches to English and back', async () => {
+    const { page } = await open('zh-CN');
+    await page.goto('/console');
+    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: 5000 });
+    expect(await page.getByRole('button', { name: 'Sign in' }).count(), 'zh-CN shows the English sign-in button').toBe(0);
+    expect(await page.locator('html').getAttribute('lang')).toMatch(/^zh/);
+    await expectNoSeriousA11yViolations(page, 'sign-in (zh-CN)');
+    await screenshot(page, 'sign-in-zh');
+
+    await page.getByRole('button', { name: 'English' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor({ timeout: 5000 });
+    expect(await page.locator('html').getAttribute('lang')).toMatch(/^en/);
+    await page.getByRole('button', { name: '中文' }).click();
+    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: 5000 });
+
+    // Signed in, in Chinese: the deliveries page passes axe-core too.
+    await page.getByLabel('OPS-Token').fill(testToken);
+    await page.locator('button[type=submit], form button').first().click();
+    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await expectNoSeriousA11yViolations(page, 'deliveries (zh-CN)');
+    await screenshot(page, 'deliveries-zh');
+  });
+});
