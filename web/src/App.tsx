@@ -100,7 +100,7 @@ export function App() {
             type="button"
             class="button-quiet"
             lang={lang === 'en' ? 'zh-CN' : 'en'}
-            aria-label={t('app.languageLabel')}
+            title={t('app.languageLabel')}
             onClick={switchLang}
           >
             {t('app.language')}

@@ -109,7 +109,7 @@ function TokenAdmin() {
                   <td>
                     {!token.revokedAt &&
                       (confirming === token.id ? (
-                        <div class="confirm" role="group" aria-label={t('tokens.confirmQuestion', { name: token.name })}>
+                        <div class="confirm">
                           <span>{t('tokens.confirmQuestion', { name: token.name })}</span>
                           <button type="button" class="button-danger" onClick={() => revoke(token)}>
                             {t('tokens.confirm')}
@@ -223,7 +223,7 @@ function CreateToken({ onCreated }: { onCreated(token: string, apiToken: ApiToke
   const describedBy = (field: string) => (fieldErrors[field] ? `token-${field}-error` : undefined);
 
   return (
-    <form class="stack create-token" onSubmit={submit} noValidate aria-labelledby="create-token-heading">
+    <form class="stack create-token" onSubmit={submit} noValidate>
       <h2 id="create-token-heading">{t('tokens.create')}</h2>
       <div class={`field${fieldErrors.name ? ' field-invalid' : ''}`}>
         <label for="token-name">{t('tokens.name')}</label>
