@@ -181,6 +181,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     await page.getByText(/full rights/i).first().waitFor({ timeout: 5000 });
     expect(await page.getByRole('button', { name: 'Create token' }).count()).toBe(0);
     expect(await page.getByText('auditor').count()).toBe(0);
+    await expectNoSeriousA11yViolations(page, 'tokens, needing full rights');
     await screenshot(page, 'tokens-scoped');
 
     const answers = await page.evaluate(async (token) => {

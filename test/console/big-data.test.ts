@@ -130,6 +130,9 @@ describe.skipIf(!chromiumAvailable())(`console: the first page on ${total.toLoca
     const painted = timings.map((timing) => timing.paintedMs);
     const result = {
       when: new Date().toISOString(),
+      // What else the machine was doing: the load average over the last minute, against its cores.
+      loadAverage1m: round(os.loadavg()[0]),
+      cores: os.availableParallelism(),
       deliveries: total,
       seedMs: Math.round(seedMs),
       medianPaintedMs: round(median(painted)),

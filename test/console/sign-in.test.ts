@@ -74,6 +74,10 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
     await page.getByLabel('OPS-Token').fill('ngw_not-a-token-of-this-gateway');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText('This OPS-Token was not accepted.').waitFor({ timeout: 5000 });
+    // Refused, so not kept, and the page stays on the sign-in form.
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(await page.getByRole('table').count()).toBe(0);
+    await expectNoSeriousA11yViolations(page, 'sign-in with the refusal');
     await screenshot(page, 'sign-in-refused');
 
     await page.getByLabel('OPS-Token').fill(testToken);
