@@ -2,7 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks'
 import { gql, onUnauthorized, UnauthorizedError } from './api';
 import { ViewerDocument, type ViewerQuery } from './graphql/generated';
 import { I18nContext, initialLang, rememberLang, translator, useI18n, type Lang } from './i18n';
-import { DeliveriesPage } from './pages/Deliveries';
+import { DeliveriesPage, prefetchDeliveries } from './pages/Deliveries';
 import { DeliveryPage } from './pages/Delivery';
 import { OverviewPage } from './pages/Overview';
 import { SendPage } from './pages/Send';
@@ -21,6 +21,7 @@ export function App() {
   const { t } = i18n;
   const [session, setSession] = useState<Session>(() => (readToken() ? { state: 'checking' } : { state: 'signedOut' }));
   const where = useLocation();
+  const onDeliveries = where.path === `${base}/deliveries`;
 
   useEffect(() => {
     document.documentElement.lang = lang;
@@ -30,6 +31,8 @@ export function App() {
   // A token kept from earlier in this tab: check it is still accepted.
   useEffect(() => {
     if (session.state !== 'checking') return;
+    const token = readToken();
+    if (token && onDeliveries) prefetchDeliveries(token);
     gql(ViewerDocument, {})
       .then((data) => setSession({ state: 'signedIn', viewer: data.viewer }))
       .catch((error) => {
@@ -46,10 +49,11 @@ export function App() {
   }, []);
 
   const signIn = useCallback(async (token: string) => {
+    if (onDeliveries) prefetchDeliveries(token);
     const data = await gql(ViewerDocument, {}, { token });
     saveToken(token);
     setSession({ state: 'signedIn', viewer: data.viewer });
-  }, []);
+  }, [onDeliveries]);
 
   const signOut = () => {
     clearToken();

@@ -124,7 +124,7 @@ export const zhCN: Dictionary = {
 
   'send.heading': '发送',
   'send.channel': '渠道',
-  'send.accessToken': 'Access token',
+  'send.accessToken': '机器人 access_token',
   'send.secret': '加签密钥',
   'send.msgType': '消息类型',
   'send.title': '标题',
