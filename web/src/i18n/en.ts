@@ -70,7 +70,7 @@ export const en = {
   'live.paused': 'Live updates show on the first page',
 
   'delivery.heading': 'Delivery {id}',
-  'delivery.back': 'All deliveries',
+  'delivery.back': 'Back to the list',
   'delivery.notFound': 'No such delivery, or not one this token may read.',
   'delivery.fields': 'Details',
   'delivery.id': 'ID',

@@ -72,7 +72,7 @@ export const zhCN: Dictionary = {
   'live.paused': '实时更新只显示在第一页',
 
   'delivery.heading': '投递 {id}',
-  'delivery.back': '全部投递记录',
+  'delivery.back': '返回列表',
   'delivery.notFound': '没有这条投递记录，或当前令牌无权查看。',
   'delivery.fields': '详情',
   'delivery.id': 'ID',

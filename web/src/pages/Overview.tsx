@@ -196,12 +196,13 @@ function StatusChart({ stats, status, title, range }: { stats: Stats | null; sta
 
   return (
     <figure class="chart">
-      <figcaption>{title}</figcaption>
+      <figcaption id={`chart-${status}`}>{title}</figcaption>
       <div ref={box} class="chart-canvas" role="img" aria-label={data ? summary : t('app.loading')} />
       {data && (
         <details>
           <summary>{t('overview.showTable')}</summary>
-          <div class="table-wrap">
+          {/* Scrolls when long: focusable so that a keyboard can scroll it too. */}
+          <div class="table-wrap" tabIndex={0} role="region" aria-labelledby={`chart-${status}`}>
             <table>
               <caption class="visually-hidden">{summary}</caption>
               <thead>

@@ -126,7 +126,9 @@ export function SendPage() {
         )}
         {errors && (
           <p id={`send-${name}-error`} class="field-error">
-            {errors.join(' ')}
+            {errors.map((message) => (
+              <span class="field-error-item">{message}</span>
+            ))}
           </p>
         )}
       </div>

@@ -217,7 +217,9 @@ function CreateToken({ onCreated }: { onCreated(token: string, apiToken: ApiToke
   const errorOf = (field: string) =>
     fieldErrors[field] ? (
       <p id={`token-${field}-error`} class="field-error">
-        {fieldErrors[field].join(' ')}
+        {fieldErrors[field].map((message) => (
+          <span class="field-error-item">{message}</span>
+        ))}
       </p>
     ) : null;
   const describedBy = (field: string) => (fieldErrors[field] ? `token-${field}-error` : undefined);
