@@ -2,6 +2,10 @@
 // bundled and minified by esbuild, its CSS (uPlot's included) beside it, both with content hashes in their names,
 // and an index.html that references them. No inline script or style: the gateway serves the page under a CSP that
 // allows only 'self'. Run by `npm run build`.
+//
+// A gateway may be serving the folder while it is rebuilt (tests run the build while others run): the new hashed files
+// are added beside the old ones, index.html is replaced in one rename, and only then are files removed that neither
+// the new page nor the one before it refers to.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +14,8 @@ import * as esbuild from 'esbuild';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(process.argv[2] ?? path.join(here, '..', 'dist', 'console'));
 
-fs.rmSync(outdir, { recursive: true, force: true });
+const staging = `${outdir}.build-${process.pid}`;
+fs.rmSync(staging, { recursive: true, force: true });
 const result = await esbuild.build({
   absWorkingDir: here,
   entryPoints: ['src/main.tsx'],
@@ -19,7 +24,7 @@ const result = await esbuild.build({
   minify: true,
   format: 'esm',
   target: ['es2022', 'chrome109', 'firefox115', 'safari16'],
-  outdir,
+  outdir: staging,
   entryNames: '[name]-[hash]',
   assetNames: '[name]-[hash]',
   metafile: true,
@@ -50,4 +55,21 @@ ${style ? `<link rel="stylesheet" href="${href(style)}">\n` : ''}<script type="m
 </body>
 </html>
 `;
-fs.writeFileSync(path.join(outdir, 'index.html'), html);
+fs.writeFileSync(path.join(staging, 'index.html'), html);
+
+/** The files an index.html refers to. */
+const referencedBy = (file) => {
+  try {
+    return [...fs.readFileSync(file, 'utf8').matchAll(/(?:src|href)="\/console\/([^"/]+)"/g)].map((match) => match[1]);
+  } catch {
+    return [];
+  }
+};
+fs.mkdirSync(outdir, { recursive: true });
+const previous = referencedBy(path.join(outdir, 'index.html'));
+const built = fs.readdirSync(staging).filter((file) => file !== 'index.html');
+for (const file of built) fs.renameSync(path.join(staging, file), path.join(outdir, file));
+fs.renameSync(path.join(staging, 'index.html'), path.join(outdir, 'index.html'));
+fs.rmSync(staging, { recursive: true, force: true });
+const keep = new Set(['index.html', ...built, ...previous]);
+for (const file of fs.readdirSync(outdir)) if (!keep.has(file)) fs.rmSync(path.join(outdir, file), { recursive: true, force: true });

@@ -99,7 +99,7 @@ function TokenAdmin() {
               {tokens.map((token) => (
                 <tr key={token.id} class={token.revokedAt ? 'revoked' : undefined}>
                   <td>{token.name}</td>
-                  <td>{token.channels.map((channel) => t(`channel.${channel}`)).join(', ')}</td>
+                  <td>{token.channels.length > 0 ? token.channels.map((channel) => t(`channel.${channel}`)).join(', ') : t('delivery.none')}</td>
                   <td>{t(`tokens.read.${token.read}`)}</td>
                   <td>
                     <Time iso={token.createdAt} />
