@@ -167,8 +167,7 @@ export function DeliveriesPage() {
             }
             const { filters, isFirstPage: first } = state.current;
             if (!first || !matches(update, filters)) return current;
-            const newest = current[0];
-            if (newest && newestFirst(update, newest) > 0 && current.length >= pageSize) return current;
+            // In its place by creation time; on a full page, one older than every row shown falls off the end.
             return [update, ...current].sort(newestFirst).slice(0, pageSize);
           }),
         state: (liveState, reconnected) => {
