@@ -103,7 +103,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     await rowWith(page, 'cancel-me@example.com').first().waitFor({ timeout: 5000 });
     await openDelivery(page, ids.toCancel);
     expect(await detailField(page, 'Status')).toBe('QUEUED');
-    await page.getByRole('button', { name: 'Cancel' }).click();
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
     await expect.poll(() => detailField(page, 'Status'), { timeout: 4000 }).toBe('CANCELLED');
     expect((await fetchDelivery(gateway, ids.toCancel)).status).toBe('CANCELLED');
     await expect.poll(() => page.getByRole('button', { name: 'Cancel' }).count(), { timeout: 3000 }).toBe(0);
@@ -113,10 +113,10 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   it('a full-rights token sees Cancel on a QUEUED email and Retry on a FAILED one', async () => {
     const page = await signedIn(testToken);
     await openDelivery(page, ids.queued);
-    await page.getByRole('button', { name: 'Cancel' }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'Cancel', exact: true }).waitFor({ timeout: 5000 });
     expect(await page.getByRole('button', { name: 'Retry' }).count()).toBe(0);
     await openDelivery(page, ids.failed);
-    await page.getByRole('button', { name: 'Retry' }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'Retry', exact: true }).waitFor({ timeout: 5000 });
     expect(await page.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
   });
 
@@ -163,7 +163,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     await screenshot(page, 'tokens-created');
 
     const pagerRow = page.getByRole('table').getByRole('row').filter({ hasText: 'pager' }).first();
-    await pagerRow.getByRole('button', { name: 'Revoke' }).click();
+    await pagerRow.getByRole('button', { name: 'Revoke', exact: true }).click();
     await pagerRow.getByRole('button', { name: 'Confirm revoke' }).click({ timeout: 3000 }).catch(() => undefined);
     await expect.poll(async () => (await gateway.store.listTokens()).find((candidate) => candidate.name === 'pager')?.revokedAt ?? null, { timeout: 5000 }).not.toBeNull();
     await expect.poll(() => pagerRow.getByRole('button', { name: 'Revoke' }).count(), { timeout: 5000 }).toBe(0);

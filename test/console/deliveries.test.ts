@@ -201,7 +201,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
 
     expect(await detailField(page, 'Status')).toBe('FAILED');
     sink.clearFailures();
-    await page.getByRole('button', { name: 'Retry' }).click();
+    await page.getByRole('button', { name: 'Retry', exact: true }).click();
     await expect.poll(() => detailField(page, 'Status'), live).toBe('SENT');
     const retried = await deliveryWhen(gateway, failed.id, (delivery) => delivery.status === 'SENT');
     expect(retried.attempts).toBe(2);

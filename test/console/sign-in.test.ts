@@ -82,7 +82,7 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
 
     await page.getByLabel('OPS-Token').fill(testToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('link', { name: 'Deliveries' }).waitFor({ timeout: 5000 });
+    await page.getByRole('link', { name: 'Deliveries', exact: true }).waitFor({ timeout: 5000 });
     // /console itself shows the deliveries (the address stays as typed).
     await page.waitForURL(/\/console(\/deliveries)?(\?|$)/, { timeout: 5000 });
     await page.getByRole('table').waitFor({ timeout: 5000 });
