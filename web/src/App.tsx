@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { gql, onUnauthorized, UnauthorizedError } from './api';
 import { ViewerDocument, type ViewerQuery } from './graphql/generated';
-import { I18nContext, initialLang, rememberLang, translator, useI18n, type Lang } from './i18n';
+import { I18nContext, initialLang, rememberLang, translator, useI18n, type Lang, type MessageKey } from './i18n';
 import { DeliveriesPage, prefetchDeliveries } from './pages/Deliveries';
 import { DeliveryPage } from './pages/Delivery';
 import { OverviewPage } from './pages/Overview';
@@ -23,10 +23,11 @@ export function App() {
   const where = useLocation();
   const onDeliveries = where.path === `${base}/deliveries`;
 
+  const pageTitle = session.state === 'signedIn' ? titleOf(where.path) : 'signIn.heading';
   useEffect(() => {
     document.documentElement.lang = lang;
-    document.title = `${t('app.title')} · notify-gateway`;
-  }, [lang, t]);
+    document.title = `${t(pageTitle)} · ${t('app.title')} · notify-gateway`;
+  }, [lang, t, pageTitle]);
 
   // A token kept from earlier in this tab: check it is still accepted.
   useEffect(() => {
@@ -133,6 +134,14 @@ function NavLink({ href, active, label }: { href: string; active: boolean; label
       </a>
     </li>
   );
+}
+
+function titleOf(path: string): MessageKey {
+  if (path.startsWith(`${base}/deliveries`)) return 'nav.deliveries';
+  if (path === `${base}/overview`) return 'nav.overview';
+  if (path === `${base}/send`) return 'nav.send';
+  if (path === `${base}/tokens`) return 'nav.tokens';
+  return 'app.title';
 }
 
 function route(path: string, viewer: Viewer) {

@@ -23,11 +23,14 @@ export function LiveIndicator({ state }: { state: LiveState }) {
   );
 }
 
-/** A page's heading, focused when the page opens so that screen readers and keyboards start there. */
+/**
+ * A page's heading, focused when the page opens (after a link in the navigation, say) so that screen readers announce
+ * it and the keyboard continues from there; never taken from someone typing in a field.
+ */
 export function PageHeading({ children, actions }: { children: ComponentChildren; actions?: ComponentChildren }) {
   const ref = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
-    if (document.activeElement === document.body || document.activeElement?.id === 'main') ref.current?.focus({ preventScroll: true });
+    if (!document.activeElement?.matches('input, select, textarea')) ref.current?.focus({ preventScroll: true });
   }, []);
   return (
     <div class="page-head">
