@@ -173,7 +173,8 @@ export function DeliveryPage({ id }: { id: string }) {
       {delivery.attemptLog.length === 0 ? (
         <p class="muted">{t('delivery.noAttempts')}</p>
       ) : (
-        <div class="table-wrap">
+        // On a narrow screen the table scrolls sideways: focusable, so that a keyboard can scroll it too.
+        <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="timeline-heading">
           <table aria-labelledby="timeline-heading" class="timeline">
             <thead>
               <tr>
