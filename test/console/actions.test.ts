@@ -141,6 +141,21 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     });
   }
 
+  it('the overview shows the queue as the API counts it: depth by channel and the oldest pending age', async () => {
+    const page = await signedIn(testToken);
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
+    await page.waitForURL(/\/console\/overview$/, { timeout: 5000 });
+    const { body } = await gateway.graphql('{ deliveryQueue { depth byChannel { channel count } oldestPendingAgeSeconds } }');
+    const queue = body.data.deliveryQueue;
+    expect(queue.depth).toBeGreaterThan(0);
+    await expect.poll(() => detailField(page, 'Waiting to be sent'), { timeout: 5000 }).toBe(String(queue.depth));
+    expect(await detailField(page, 'Oldest pending')).toMatch(/\d+ (s|min|h)\b.*ago/);
+    const email = queue.byChannel.find((entry: { channel: string }) => entry.channel === 'EMAIL')?.count ?? 0;
+    await page.getByText(`Email ${email}`).first().waitFor({ timeout: 5000 });
+    expect(await page.locator('canvas').count()).toBeGreaterThan(0);
+    await screenshot(page, 'overview-pending');
+  });
+
   it('the Tokens page with full rights: the stored tokens, a new one shown once, and Revoke', async () => {
     const page = await signedIn(testToken);
     await page.getByRole('link', { name: 'Tokens', exact: true }).click();

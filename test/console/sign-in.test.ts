@@ -99,6 +99,11 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
       await page.getByRole('link', { name, exact: true }).click();
       await page.waitForURL(new RegExp(`/console/${name.toLowerCase()}`), { timeout: 5000 });
     }
+    // Every page's every request went to the gateway itself: scripts, styles, GraphQL and its event stream.
+    expect(current.requests.length).toBeGreaterThan(5);
+    expect(current.requests.every((url) => url.startsWith(`${current.origin}/`) || /^(data|blob|about):/.test(url)), current.requests.join('\n')).toBe(true);
+    expect(current.requests.some((url) => /\/console\/[^/]+\.js$/.test(url))).toBe(true);
+    expect(current.requests.some((url) => url.endsWith('/graphql') || url.includes('/graphql?'))).toBe(true);
     const traces = await tokenTraces(current, testToken);
     expect(traces.cookies).toEqual([]);
     expect(traces.localStorage).toEqual([]);
