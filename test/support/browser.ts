@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import AxeBuilder from '@axe-core/playwright';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { expect, inject } from 'vitest';
 
 /**
@@ -179,22 +179,20 @@ export function rowWith(page: Page, text: string) {
   return page.getByRole('table').getByRole('row').filter({ hasText: text });
 }
 
-/** The text of the cell under the column headed `column` in `row` (the table's own header row gives the index). */
-export async function cellText(page: Page, row: ReturnType<Page['getByRole']>, column: string): Promise<string> {
-  const headers = (await page.getByRole('table').getByRole('columnheader').allInnerTexts()).map((text) => text.trim());
-  const index = headers.findIndex((header) => header === column || header.startsWith(`${column} `));
+/** The text of the cell under the column headed `column` in `row` (its own table's header row gives the index). */
+export async function cellText(row: Locator, column: string): Promise<string> {
+  const table = row.first().locator('xpath=ancestor::table[1]');
+  const headers = (await table.locator('thead th, thead td').allInnerTexts()).map((text) => text.trim());
+  const index = headers.indexOf(column);
   if (index < 0) throw new Error(`no column headed ${column} (the table has: ${headers.join(', ')})`);
-  const cells = row.first().getByRole('cell');
-  const all = await row.first().locator('th, td').allInnerTexts();
-  if (all.length === headers.length) return all[index].trim();
-  return (await cells.nth(index).innerText()).trim();
+  return (await row.first().locator('th, td').nth(index).innerText()).trim();
 }
 
 /** Reads the status cell of the row with `text`, or '' while there is no such row. */
 export async function statusOfRow(page: Page, text: string): Promise<string> {
   const row = rowWith(page, text);
   if ((await row.count()) === 0) return '';
-  return cellText(page, row, 'Status');
+  return cellText(row, 'Status');
 }
 
 /** The value shown for `term` in one delivery's list of fields (a `dt`/`dd` pair), or '' while there is none. */
