@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { gql, UnauthorizedError } from '../api';
-import type { Viewer } from '../App';
+import type { Viewer } from '../app';
 import { Time } from '../format';
 import {
   ApiTokensDocument,

@@ -2,12 +2,12 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks'
 import { gql, onUnauthorized, UnauthorizedError } from './api';
 import { ViewerDocument, type ViewerQuery } from './graphql/generated';
 import { I18nContext, initialLang, rememberLang, translator, useI18n, type Lang, type MessageKey } from './i18n';
-import { DeliveriesPage, prefetchDeliveries } from './pages/Deliveries';
-import { DeliveryPage } from './pages/Delivery';
-import { OverviewPage } from './pages/Overview';
-import { SendPage } from './pages/Send';
-import { SignIn } from './pages/SignIn';
-import { TokensPage } from './pages/Tokens';
+import { DeliveriesPage, prefetchDeliveries } from './pages/deliveries';
+import { DeliveryPage } from './pages/delivery';
+import { OverviewPage } from './pages/overview';
+import { SendPage } from './pages/send';
+import { SignIn } from './pages/sign-in';
+import { TokensPage } from './pages/tokens';
 import { base, followLink, navigate, useLocation } from './router';
 import { clearToken, readToken, saveToken } from './session';
 

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { gql, UnauthorizedError } from '../api';
-import type { Viewer } from '../App';
+import type { Viewer } from '../app';
 import { localTime, shortAge, Time } from '../format';
 import {
   DeliveryQueueDocument,
