@@ -24,6 +24,12 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
     sink = await startSmtpSink();
     [browser, gateway] = await Promise.all([launchBrowser(), startGateway({ env: { SMTP_URL: sink.url } })]);
     baseUrl = await gateway.listen();
+    // Something in the table, for the screenshots.
+    const { body } = await gateway.graphql(
+      'mutation($input: SendEmailInput!) { sendEmail(input: $input) { __typename } }',
+      { input: { to: ['oncall@example.com'], subject: '磁盘告警', content: 'db-1 /var 97%' } },
+    );
+    expect(body.data?.sendEmail.__typename, JSON.stringify(body)).toBe('Delivery');
   });
   afterEach(async () => {
     const open = session;
