@@ -1,34 +1,31 @@
 import { useI18n, type Lang } from './i18n';
 
-const formats = new Map<Lang, Intl.DateTimeFormat>();
-function formatFor(lang: Lang): Intl.DateTimeFormat {
-  let format = formats.get(lang);
-  if (!format) {
-    format = new Intl.DateTimeFormat(lang === 'zh-CN' ? 'zh-CN' : 'en-GB', {
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      second: '2-digit',
-    });
-    formats.set(lang, format);
-  }
-  return format;
+const pad = (value: number) => String(value).padStart(2, '0');
+
+/**
+ * "2026-12-01 21:51:36" in the browser's zone, in both languages: en-GB's 01/12/2026 reads as 12 January to a US
+ * reader, and the year-first order is what zh-CN readers expect anyway.
+ */
+export function localTime(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
-export function localTime(iso: string, lang: Lang): string {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : formatFor(lang).format(date);
+/** An axis label for a chart: the time of day, with the date where the day changes ("12-01 00:00"). */
+export function axisTime(seconds: number, withDate: boolean): string {
+  const date = new Date(seconds * 1000);
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  return withDate ? `${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${time}` : time;
 }
 
 /** A time in the browser's zone, the ISO instant in `datetime` and as a tooltip. */
 export function Time({ iso }: { iso: string | null | undefined }) {
-  const { lang, t } = useI18n();
+  const { t } = useI18n();
   if (!iso) return <span>{t('delivery.none')}</span>;
   return (
     <time dateTime={iso} title={iso}>
-      {localTime(iso, lang)}
+      {localTime(iso)}
     </time>
   );
 }

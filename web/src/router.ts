@@ -25,6 +25,8 @@ export function navigate(to: string, options: { replace?: boolean } = {}): void 
 export function useLocation(): Location {
   const [where, setWhere] = useState(current);
   useEffect(() => {
+    // /console shows the deliveries: say so in the address, so that it can be shared and the nav's aria-current agrees.
+    if (location.pathname.replace(/\/+$/, '') === base) history.replaceState(null, '', `${base}/deliveries${location.search}`);
     const update = () => setWhere(current());
     window.addEventListener('popstate', update);
     window.addEventListener(changed, update);

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { gql, UnauthorizedError } from '../api';
 import type { Viewer } from '../app';
-import { localTime, shortAge, Time } from '../format';
+import { axisTime, localTime, shortAge, Time } from '../format';
 import {
   DeliveryQueueDocument,
   DeliveryStatsDocument,
@@ -138,7 +138,7 @@ function seriesOf(stats: Stats, status: DeliveryStatus) {
 }
 
 function StatusChart({ stats, status, title, range }: { stats: Stats | null; status: DeliveryStatus; title: string; range: Range }) {
-  const { t, lang } = useI18n();
+  const { t } = useI18n();
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const data = stats ? seriesOf(stats, status) : null;
@@ -159,7 +159,15 @@ function StatusChart({ stats, status, title, range }: { stats: Stats | null; sta
         legend: { show: false },
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(4, Math.ceil(max * 1.1))] } },
-        axes: [axis, { ...axis, size: 44 }],
+        axes: [
+          {
+            ...axis,
+            // The same unambiguous times as the tables, not uPlot's US-style 12/1/26.
+            values: (_u: uPlot, splits: number[]) =>
+              splits.map((split, index) => axisTime(split, index === 0 || new Date(split * 1000).getDate() !== new Date(splits[index - 1] * 1000).getDate())),
+          },
+          { ...axis, size: 44 },
+        ],
         series: [
           {},
           ...channels.map((channel) => ({
@@ -218,7 +226,7 @@ function StatusChart({ stats, status, title, range }: { stats: Stats | null; sta
               <tbody>
                 {data.x.map((seconds, row) => (
                   <tr>
-                    <th scope="row">{localTime(new Date(seconds * 1000).toISOString(), lang)}</th>
+                    <th scope="row">{localTime(new Date(seconds * 1000).toISOString())}</th>
                     {data.perChannel.map((counts) => (
                       <td class="num">{counts[row]}</td>
                     ))}
