@@ -12,6 +12,7 @@ import {
   rowWith,
   screenshot,
   signIn,
+  uiTimeout,
   type ConsoleSession,
 } from '../support/browser';
 import { fetchDelivery, startGateway, testToken, type TestGateway } from '../support/gateway';
@@ -88,19 +89,19 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     const { page } = session;
     page.on('dialog', (dialog) => void dialog.accept());
     await signIn(page, token);
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     return page;
   }
 
   async function openDelivery(page: Page, id: string) {
     // Through the page's own router, as a shared link would.
     await page.goto(`/console/deliveries/${id}`);
-    await page.getByText(id).first().waitFor({ timeout: 5000 });
+    await page.getByText(id).first().waitFor({ timeout: uiTimeout });
   }
 
   it('cancels a QUEUED email: the page says CANCELLED, and so does the API', async () => {
     const page = await signedIn(testToken);
-    await rowWith(page, 'cancel-me@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, 'cancel-me@example.com').first().waitFor({ timeout: uiTimeout });
     await openDelivery(page, ids.toCancel);
     expect(await detailField(page, 'Status')).toBe('QUEUED');
     await page.getByRole('button', { name: 'Cancel', exact: true }).click();
@@ -113,10 +114,10 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   it('a full-rights token sees Cancel on a QUEUED email and Retry on a FAILED one', async () => {
     const page = await signedIn(testToken);
     await openDelivery(page, ids.queued);
-    await page.getByRole('button', { name: 'Cancel', exact: true }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'Cancel', exact: true }).waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('button', { name: 'Retry' }).count()).toBe(0);
     await openDelivery(page, ids.failed);
-    await page.getByRole('button', { name: 'Retry', exact: true }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'Retry', exact: true }).waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
   });
 
@@ -126,11 +127,11 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   ] as const) {
     it(`${who} reads the emails but sees no Retry and no Cancel`, async () => {
       const page = await signedIn(tokens[key]);
-      await rowWith(page, 'queued@example.com').first().waitFor({ timeout: 5000 });
+      await rowWith(page, 'queued@example.com').first().waitFor({ timeout: uiTimeout });
       for (const id of [ids.queued, ids.failed]) {
         await openDelivery(page, id);
         // The detail has loaded (its status shows) before we look for what is absent.
-        await expect.poll(() => detailField(page, 'Status'), { timeout: 5000 }).toBe(id === ids.failed ? 'FAILED' : 'QUEUED');
+        await expect.poll(() => detailField(page, 'Status'), { timeout: uiTimeout }).toBe(id === ids.failed ? 'FAILED' : 'QUEUED');
         expect(await page.getByRole('button', { name: 'Retry' }).count(), `Retry on ${id}`).toBe(0);
         expect(await page.getByRole('button', { name: 'Cancel' }).count(), `Cancel on ${id}`).toBe(0);
       }
@@ -144,14 +145,14 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   it('the overview shows the queue as the API counts it: depth by channel and the oldest pending age', async () => {
     const page = await signedIn(testToken);
     await page.getByRole('link', { name: 'Overview', exact: true }).click();
-    await page.waitForURL(/\/console\/overview$/, { timeout: 5000 });
+    await page.waitForURL(/\/console\/overview$/, { timeout: uiTimeout });
     const { body } = await gateway.graphql('{ deliveryQueue { depth byChannel { channel count } oldestPendingAgeSeconds } }');
     const queue = body.data.deliveryQueue;
     expect(queue.depth).toBeGreaterThan(0);
-    await expect.poll(() => detailField(page, 'Waiting to be sent'), { timeout: 5000 }).toBe(String(queue.depth));
+    await expect.poll(() => detailField(page, 'Waiting to be sent'), { timeout: uiTimeout }).toBe(String(queue.depth));
     expect(await detailField(page, 'Oldest pending')).toMatch(/\d+ (s|min|h)\b.*ago/);
     const email = queue.byChannel.find((entry: { channel: string }) => entry.channel === 'EMAIL')?.count ?? 0;
-    await page.getByText(`Email ${email}`).first().waitFor({ timeout: 5000 });
+    await page.getByText(`Email ${email}`).first().waitFor({ timeout: uiTimeout });
     expect(await page.locator('canvas').count()).toBeGreaterThan(0);
     await screenshot(page, 'overview-pending');
   });
@@ -159,8 +160,8 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   it('the Tokens page with full rights: the stored tokens, a new one shown once, and Revoke', async () => {
     const page = await signedIn(testToken);
     await page.getByRole('link', { name: 'Tokens', exact: true }).click();
-    await page.waitForURL(/\/console\/tokens$/, { timeout: 5000 });
-    for (const name of ['auditor', 'sms-team', 'ci']) await page.getByRole('table').getByRole('row').filter({ hasText: name }).first().waitFor({ timeout: 5000 });
+    await page.waitForURL(/\/console\/tokens$/, { timeout: uiTimeout });
+    for (const name of ['auditor', 'sms-team', 'ci']) await page.getByRole('table').getByRole('row').filter({ hasText: name }).first().waitFor({ timeout: uiTimeout });
     await expectNoSeriousA11yViolations(page, 'tokens');
     await screenshot(page, 'tokens');
 
@@ -170,7 +171,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     await page.getByRole('button', { name: 'Create token' }).click();
     // Shown once, in a field of its own to copy from.
     const shown = page.getByRole('textbox', { name: 'New token', exact: true });
-    await expect.poll(async () => ((await shown.count()) ? shown.inputValue() : ''), { timeout: 5000 }).toMatch(/^ngw_[A-Za-z0-9_-]{32}$/);
+    await expect.poll(async () => ((await shown.count()) ? shown.inputValue() : ''), { timeout: uiTimeout }).toMatch(/^ngw_[A-Za-z0-9_-]{32}$/);
     const created = await shown.inputValue();
     const row = (await gateway.store.listTokens()).find((candidate) => candidate.name === 'pager');
     expect(row?.tokenHash).toBe(hashToken(created));
@@ -180,12 +181,12 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     const pagerRow = page.getByRole('table').getByRole('row').filter({ hasText: 'pager' }).first();
     await pagerRow.getByRole('button', { name: 'Revoke', exact: true }).click();
     await pagerRow.getByRole('button', { name: 'Confirm revoke' }).click({ timeout: 3000 }).catch(() => undefined);
-    await expect.poll(async () => (await gateway.store.listTokens()).find((candidate) => candidate.name === 'pager')?.revokedAt ?? null, { timeout: 5000 }).not.toBeNull();
-    await expect.poll(() => pagerRow.getByRole('button', { name: 'Revoke' }).count(), { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await gateway.store.listTokens()).find((candidate) => candidate.name === 'pager')?.revokedAt ?? null, { timeout: uiTimeout }).not.toBeNull();
+    await expect.poll(() => pagerRow.getByRole('button', { name: 'Revoke' }).count(), { timeout: uiTimeout }).toBe(0);
     // Once left, the token is never shown again.
     await page.getByRole('link', { name: 'Deliveries', exact: true }).click();
     await page.getByRole('link', { name: 'Tokens', exact: true }).click();
-    await pagerRow.waitFor({ timeout: 5000 });
+    await pagerRow.waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('textbox', { name: 'New token', exact: true }).count()).toBe(0);
     expect(await page.locator('body').innerText()).not.toContain(created);
   });
@@ -193,7 +194,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   it('a scoped token cannot reach the Tokens page’s API: the page says it needs full rights, the API answers FORBIDDEN', async () => {
     const page = await signedIn(tokens.scoped);
     await page.goto('/console/tokens');
-    await page.getByText(/full rights/i).first().waitFor({ timeout: 5000 });
+    await page.getByText(/full rights/i).first().waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('button', { name: 'Create token' }).count()).toBe(0);
     expect(await page.getByText('auditor').count()).toBe(0);
     await expectNoSeriousA11yViolations(page, 'tokens, needing full rights');

@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedDeliveries } from '../../bench/seed';
 import { SqliteStore } from '../../src/db/sqlite-store';
-import { chromiumAvailable, launchBrowser, openConsole, screenshot, screenshotDir, type ConsoleSession } from '../support/browser';
+import { chromiumAvailable, launchBrowser, openConsole, screenshot, screenshotDir, uiTimeout, type ConsoleSession } from '../support/browser';
 import { startGateway, testToken, type TestGateway } from '../support/gateway';
 
 const total = 1_000_000;
@@ -96,15 +96,15 @@ async function pageThrough(page: Page): Promise<void> {
   const first = await firstCells(page);
   const older = page.getByRole('button', { name: 'Older' });
   await older.click();
-  await page.waitForURL(/[?&]after=/, { timeout: 5000 });
-  await expect.poll(async () => (await firstCells(page))[0] !== first[0], { timeout: 5000 }).toBe(true);
+  await page.waitForURL(/[?&]after=/, { timeout: uiTimeout });
+  await expect.poll(async () => (await firstCells(page))[0] !== first[0], { timeout: uiTimeout }).toBe(true);
   const second = await firstCells(page);
   expect(second).toHaveLength(pageRows);
   expect(second.filter((row) => first.includes(row))).toEqual([]);
   await older.click();
-  await expect.poll(async () => (await firstCells(page))[0] !== second[0], { timeout: 5000 }).toBe(true);
+  await expect.poll(async () => (await firstCells(page))[0] !== second[0], { timeout: uiTimeout }).toBe(true);
   await page.getByRole('button', { name: 'Newer' }).click();
-  await expect.poll(async () => (await firstCells(page))[0] === second[0], { timeout: 5000 }).toBe(true);
+  await expect.poll(async () => (await firstCells(page))[0] === second[0], { timeout: uiTimeout }).toBe(true);
   expect(await firstCells(page)).toEqual(second);
 }
 
@@ -142,7 +142,7 @@ describe.skipIf(!chromiumAvailable())(`console: the first page on ${total.toLoca
     const timings: Timing[] = [];
     for (let turn = 0; turn < signIns; turn++) {
       const field = page.getByLabel('OPS-Token');
-      await field.waitFor({ timeout: 5000 });
+      await field.waitFor({ timeout: uiTimeout });
       await field.fill(testToken);
       await armMarks(page, pageRows);
       const outsideStart = performance.now();

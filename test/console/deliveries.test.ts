@@ -11,6 +11,7 @@ import {
   detailField,
   signIn,
   statusOfRow,
+  uiTimeout,
   type ConsoleSession,
 } from '../support/browser';
 import { deliveryWhen, fetchDelivery, startGateway, testToken, type TestGateway } from '../support/gateway';
@@ -54,7 +55,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     const { page } = session;
     page.on('dialog', (dialog) => void dialog.accept());
     await signIn(page, testToken);
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     return page;
   }
 
@@ -71,7 +72,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     const link = row.getByRole('link');
     if ((await link.count()) > 0) await link.first().click();
     else await row.click();
-    await page.waitForURL(new RegExp(`/console/deliveries/${id}$`), { timeout: 5000 });
+    await page.waitForURL(new RegExp(`/console/deliveries/${id}$`), { timeout: uiTimeout });
   }
 
   it('shows a sent email in the table, newest first, with its channel, recipient, status and attempts', async () => {
@@ -81,7 +82,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     const page = await signedIn();
     const headers = (await page.getByRole('table').getByRole('columnheader').allInnerTexts()).map((text) => text.trim());
     for (const column of ['Channel', 'Recipient', 'Status', 'Attempts', 'Created', 'Updated']) expect(headers).toContain(column);
-    await rowWith(page, 'table@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, 'table@example.com').first().waitFor({ timeout: uiTimeout });
     const cells = (await rowWith(page, 'table@example.com').first().locator('th, td').allInnerTexts()).map((text) => text.trim());
     const at = (column: string) => cells[headers.indexOf(column)];
     expect(at('Channel')).toMatch(/^(EMAIL|Email)$/);
@@ -97,8 +98,8 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     await send(sendEmail, { to: ['filter-b@example.com'], content: 'b' });
     const sms = await send(sendSms, { mobile: '13800138077', content: '2468' });
     const page = await signedIn();
-    await rowWith(page, sms.recipient).first().waitFor({ timeout: 5000 });
-    await rowWith(page, 'filter-a@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, sms.recipient).first().waitFor({ timeout: uiTimeout });
+    await rowWith(page, 'filter-a@example.com').first().waitFor({ timeout: uiTimeout });
 
     await page.getByLabel('Channel', { exact: true }).selectOption({ label: 'SMS' }).catch(() => page.getByLabel('Channel', { exact: true }).selectOption('SMS'));
     await expect.poll(() => rowWith(page, 'filter-a@example.com').count(), live).toBe(0);
@@ -118,7 +119,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
 
     // A shared link: the reloaded page applies the filter from its URL, and shows it in the field.
     await page.reload();
-    await rowWith(page, 'filter-b@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, 'filter-b@example.com').first().waitFor({ timeout: uiTimeout });
     expect(await page.getByLabel('Recipient', { exact: true }).inputValue()).toBe('filter-b@example.com');
     expect(await rowWith(page, 'filter-a@example.com').count()).toBe(0);
     expect(await rowWith(page, sms.recipient).count()).toBe(0);
@@ -161,14 +162,14 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     const done = await deliveryWhen(gateway, sent.id, (delivery) => delivery.status === 'SENT');
     expect(done.attemptLog.map((attempt: any) => attempt.outcome)).toEqual(['RETRYABLE', 'SENT']);
     const page = await signedIn();
-    await rowWith(page, 'attempts@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, 'attempts@example.com').first().waitFor({ timeout: uiTimeout });
     await openFromTable(page, 'attempts@example.com', sent.id);
-    await page.getByText(sent.id).first().waitFor({ timeout: 5000 });
+    await page.getByText(sent.id).first().waitFor({ timeout: uiTimeout });
     expect(await detailField(page, 'Status')).toBe('SENT');
     expect(await detailField(page, 'Attempts')).toBe('2');
     // The attempt timeline: a row per attempt, in order, with its outcome and the provider's code and message.
     const timeline = page.getByRole('table', { name: 'Attempts' });
-    await timeline.waitFor({ timeout: 5000 });
+    await timeline.waitFor({ timeout: uiTimeout });
     const rows = timeline.locator('tbody tr');
     expect(await rows.count()).toBe(done.attemptLog.length);
     for (const [index, attempt] of done.attemptLog.entries()) {
@@ -193,10 +194,10 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     expect(failed.status).toBe('FAILED');
     expect(sink.messagesFor(failed.id)).toHaveLength(0);
     const page = await signedIn();
-    await rowWith(page, 'bounce@example.com').first().waitFor({ timeout: 5000 });
+    await rowWith(page, 'bounce@example.com').first().waitFor({ timeout: uiTimeout });
     expect(await statusOfRow(page, 'bounce@example.com')).toMatch(/^FAILED$/i);
     await openFromTable(page, 'bounce@example.com', failed.id);
-    await page.getByText('SMTP_550').first().waitFor({ timeout: 5000 });
+    await page.getByText('SMTP_550').first().waitFor({ timeout: uiTimeout });
     await screenshot(page, 'delivery-failed');
 
     expect(await detailField(page, 'Status')).toBe('FAILED');
@@ -215,9 +216,9 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
   it('shows the overview: charts of the last hours by channel, queue depth and oldest pending', async () => {
     const page = await signedIn();
     await page.getByRole('link', { name: 'Overview', exact: true }).click();
-    await page.waitForURL(/\/console\/overview/, { timeout: 5000 });
-    await page.locator('canvas, svg').first().waitFor({ timeout: 5000 });
-    await page.getByText(/queue/i).first().waitFor({ timeout: 5000 });
+    await page.waitForURL(/\/console\/overview/, { timeout: uiTimeout });
+    await page.locator('canvas, svg').first().waitFor({ timeout: uiTimeout });
+    await page.getByText(/queue/i).first().waitFor({ timeout: uiTimeout });
     await expectNoSeriousA11yViolations(page, 'overview');
     await screenshot(page, 'overview');
   });
@@ -225,7 +226,7 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
   it('the send form shows a field error next to the field it names, and the delivery it made', async () => {
     const page = await signedIn();
     await page.getByRole('link', { name: 'Send', exact: true }).click();
-    await page.waitForURL(/\/console\/send/, { timeout: 5000 });
+    await page.waitForURL(/\/console\/send/, { timeout: uiTimeout });
     await expectNoSeriousA11yViolations(page, 'send');
     await screenshot(page, 'send');
     await chooseChannel(page, 'Email');
@@ -283,7 +284,7 @@ export async function chooseChannel(page: Page, name: 'DingTalk' | 'Email' | 'SM
 export async function fieldErrorOf(page: Page, label: string): Promise<string> {
   const field = page.getByLabel(label, { exact: true });
   await expect
-    .poll(async () => (await field.getAttribute('aria-invalid')) === 'true' || (await describedText(page, label)) !== '', { timeout: 5000 })
+    .poll(async () => (await field.getAttribute('aria-invalid')) === 'true' || (await describedText(page, label)) !== '', { timeout: uiTimeout })
     .toBe(true);
   return describedText(page, label);
 }

@@ -9,6 +9,7 @@ import {
   screenshot,
   signIn,
   tokenTraces,
+  uiTimeout,
   type ConsoleSession,
 } from '../support/browser';
 import { startGateway, testToken, type TestGateway } from '../support/gateway';
@@ -79,7 +80,7 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
 
     await page.getByLabel('OPS-Token').fill('ngw_not-a-token-of-this-gateway');
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByText('This OPS-Token was not accepted.').waitFor({ timeout: 5000 });
+    await page.getByText('This OPS-Token was not accepted.').waitFor({ timeout: uiTimeout });
     // Refused, so not kept, and the page stays on the sign-in form.
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
     expect(await page.getByRole('table').count()).toBe(0);
@@ -88,10 +89,10 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
 
     await page.getByLabel('OPS-Token').fill(testToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('link', { name: 'Deliveries', exact: true }).waitFor({ timeout: 5000 });
+    await page.getByRole('link', { name: 'Deliveries', exact: true }).waitFor({ timeout: uiTimeout });
     // /console itself shows the deliveries (the address stays as typed).
-    await page.waitForURL(/\/console(\/deliveries)?(\?|$)/, { timeout: 5000 });
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.waitForURL(/\/console(\/deliveries)?(\?|$)/, { timeout: uiTimeout });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     await expect.poll(() => page.getByText('This OPS-Token was not accepted.').count()).toBe(0);
   });
 
@@ -99,11 +100,11 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
     const current = await open();
     const { page } = current;
     await signIn(page, testToken);
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     // Walk the pages, so that every route's requests are recorded.
     for (const name of ['Overview', 'Send', 'Tokens', 'Deliveries']) {
       await page.getByRole('link', { name, exact: true }).click();
-      await page.waitForURL(new RegExp(`/console/${name.toLowerCase()}`), { timeout: 5000 });
+      await page.waitForURL(new RegExp(`/console/${name.toLowerCase()}`), { timeout: uiTimeout });
     }
     // Every page's every request went to the gateway itself: scripts, styles, GraphQL and its event stream.
     expect(current.requests.length).toBeGreaterThan(5);
@@ -119,40 +120,40 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
 
     // A reload of the tab keeps the session (sessionStorage lives as long as the tab).
     await page.reload();
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     expect(await page.getByLabel('OPS-Token').count()).toBe(0);
 
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.getByLabel('OPS-Token').waitFor({ timeout: 5000 });
+    await page.getByLabel('OPS-Token').waitFor({ timeout: uiTimeout });
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
     const after = await tokenTraces(current, testToken);
     expect(after.localStorage).toEqual([]);
     expect(after.cookies).toEqual([]);
     // Signed out for good: a reload or a deep link asks for the token again.
     await page.goto('/console/deliveries');
-    await page.getByLabel('OPS-Token').waitFor({ timeout: 5000 });
+    await page.getByLabel('OPS-Token').waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('table').count()).toBe(0);
   });
 
   it('follows a Chinese browser (zh-CN) and switches to English and back', async () => {
     const { page } = await open('zh-CN');
     await page.goto('/console');
-    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: uiTimeout });
     expect(await page.getByRole('button', { name: 'Sign in' }).count(), 'zh-CN shows the English sign-in button').toBe(0);
     expect(await page.locator('html').getAttribute('lang')).toMatch(/^zh/);
     await expectNoSeriousA11yViolations(page, 'sign-in (zh-CN)');
     await screenshot(page, 'sign-in-zh');
 
     await page.getByRole('button', { name: 'English' }).click();
-    await page.getByRole('button', { name: 'Sign in' }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'Sign in' }).waitFor({ timeout: uiTimeout });
     expect(await page.locator('html').getAttribute('lang')).toMatch(/^en/);
     await page.getByRole('button', { name: '中文' }).click();
-    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: 'English' }).waitFor({ timeout: uiTimeout });
 
     // Signed in, in Chinese: the deliveries page passes axe-core too.
     await page.getByLabel('OPS-Token').fill(testToken);
     await page.locator('button[type=submit], form button').first().click();
-    await page.getByRole('table').waitFor({ timeout: 5000 });
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
     await expectNoSeriousA11yViolations(page, 'deliveries (zh-CN)');
     await screenshot(page, 'deliveries-zh');
   });

@@ -16,6 +16,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 /** Debian's package (apt-get install -y chromium); CHROMIUM_PATH overrides. */
 export const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
+/**
+ * How long a test waits for the page to show something (a row, a route, a message) before failing: generous, for a
+ * 2-core machine running other suites at the same time. The timing claims (live updates, the 1M first page) have
+ * bounds of their own.
+ */
+export const uiTimeout = 10_000;
+
 /** PNGs of each page, for a person to look at (git ignores the folder). */
 export const screenshotDir = path.join(root, 'test-output', 'screenshots');
 
@@ -80,7 +87,7 @@ export async function openConsole(browser: Browser, baseUrl: string, options: { 
     serviceWorkers: 'block',
   });
   // Nothing waits for the page longer than this unless told (the tests' own timeout is longer).
-  context.setDefaultTimeout(10_000);
+  context.setDefaultTimeout(uiTimeout);
   const requests: string[] = [];
   const foreign: string[] = [];
   const pageErrors: string[] = [];
