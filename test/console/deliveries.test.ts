@@ -101,7 +101,13 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     await rowWith(page, sms.recipient).first().waitFor({ timeout: uiTimeout });
     await rowWith(page, 'filter-a@example.com').first().waitFor({ timeout: uiTimeout });
 
-    await page.getByLabel('Channel', { exact: true }).selectOption({ label: 'SMS' }).catch(() => page.getByLabel('Channel', { exact: true }).selectOption('SMS'));
+    // Newest first: the SMS (sent last) above filter-b above filter-a.
+    const order = await page.getByRole('table').locator('tbody tr').allInnerTexts();
+    const position = (text: string) => order.findIndex((row) => row.includes(text));
+    expect(position(sms.recipient)).toBeLessThan(position('filter-b@example.com'));
+    expect(position('filter-b@example.com')).toBeLessThan(position('filter-a@example.com'));
+
+    await page.getByLabel('Channel', { exact: true }).selectOption({ label: 'SMS' });
     await expect.poll(() => rowWith(page, 'filter-a@example.com').count(), live).toBe(0);
     expect(await rowWith(page, sms.recipient).count()).toBe(1);
     expect(new URL(page.url()).searchParams.get('channel')?.toUpperCase()).toBe('SMS');
@@ -131,7 +137,8 @@ describe.skipIf(!chromiumAvailable())('console: the deliveries, one delivery, th
     page.on('framenavigated', (frame) => {
       if (frame === page.mainFrame()) navigations.push(frame.url());
     });
-    // The sink holds the message until we let it go: the row must show the delivery before it is SENT.
+    // The sink stalls the first attempt (given up after PROVIDER_TIMEOUT_MS, 2 s in tests, then retried and SENT):
+    // the row must show the delivery before it is SENT, then change in place.
     sink.fail({ stage: 'data', stall: true, times: 1 });
     const sent = await send(sendEmail, { to: ['live@example.com'], subject: 'live', content: 'watch me', wait: false });
     expect(sent.status).toBe('QUEUED');
