@@ -111,6 +111,11 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
     expect(current.requests.every((url) => url.startsWith(`${current.origin}/`) || /^(data|blob|about):/.test(url)), current.requests.join('\n')).toBe(true);
     expect(current.requests.some((url) => /\/console\/[^/]+\.js$/.test(url))).toBe(true);
     expect(current.requests.some((url) => url.endsWith('/graphql') || url.includes('/graphql?'))).toBe(true);
+    // Nor in the gateway's log (every line, at debug level in tests), nor the refused one from the test before.
+    const logged = JSON.stringify(gateway.logs);
+    expect(logged).toContain('/graphql');
+    expect(logged).not.toContain(testToken);
+    expect(logged).not.toContain('ngw_not-a-token-of-this-gateway');
     const traces = await tokenTraces(current, testToken);
     expect(traces.cookies).toEqual([]);
     expect(traces.localStorage).toEqual([]);
