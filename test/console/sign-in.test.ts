@@ -140,6 +140,35 @@ describe.skipIf(!chromiumAvailable())('console: signing in and out, and what the
     expect(await page.getByRole('table').count()).toBe(0);
   });
 
+  it('can be used from the keyboard alone: Tab to the token, Enter to sign in, Tab to a nav link, Enter to open it', async () => {
+    const { page } = await open();
+    await page.goto('/console');
+    await page.getByLabel('OPS-Token').waitFor({ timeout: uiTimeout });
+    /** Presses Tab (or Shift+Tab) until the focused element is `target` (at most 30 times). */
+    const tabTo = async (target: ReturnType<typeof page.getByRole>, key = 'Tab') => {
+      for (let presses = 0; presses < 30; presses++) {
+        if (await target.evaluate((element) => element === document.activeElement)) return;
+        await page.keyboard.press(key);
+      }
+      throw new Error(`${key} never reached the control`);
+    };
+    await tabTo(page.getByLabel('OPS-Token'));
+    await page.keyboard.type(testToken);
+    await page.keyboard.press('Enter');
+    await page.getByRole('table').waitFor({ timeout: uiTimeout });
+    // The page's heading has the focus now; the navigation is above it.
+    await tabTo(page.getByRole('link', { name: 'Overview', exact: true }), 'Shift+Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/console\/overview$/, { timeout: uiTimeout });
+    // Every control on the page has a name a screen reader can say (axe checks the rest).
+    const unnamed = await page.evaluate(() =>
+      [...document.querySelectorAll('button, a[href], input, select, textarea')]
+        .filter((element) => !(element as HTMLElement).innerText?.trim() && !element.getAttribute('aria-label') && !(element as HTMLInputElement).labels?.length)
+        .map((element) => element.outerHTML.slice(0, 80)),
+    );
+    expect(unnamed).toEqual([]);
+  });
+
   it('follows a Chinese browser (zh-CN) and switches to English and back', async () => {
     const { page } = await open('zh-CN');
     await page.goto('/console');
