@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
-import { createProviderHttp, type ProviderHttp } from './provider-http';
-import { redact, requestJson, templateValues, unexpectedAnswer } from './sms-template';
+import { templateValues } from './sms-template';
+import { createProviderHttp, redact, requestJson, unexpectedAnswer, type ProviderHttp } from './provider-http';
 
 /** RFC 3986 percent-encoding of UTF-8 bytes, as Aliyun's RPC signature wants it: only A–Z a–z 0–9 - _ . ~ stay. */
 export function percentEncode(value: string): string {
@@ -167,8 +167,9 @@ export class AliyunSmsChannel implements Channel<'SMS'> {
           headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', accept: 'application/json' },
           signal: context.signal,
         }),
+        this.http.timeoutMs,
       );
-      if (typeof answer?.Code !== 'string') throw unexpectedAnswer('Aliyun SMS', statusCode);
+      if (typeof answer?.Code !== 'string') throw unexpectedAnswer('Aliyun SMS', statusCode, 'its JSON body');
       const code = answer.Code;
       const requestId = typeof answer.RequestId === 'string' ? answer.RequestId : undefined;
       this.options.logger?.debug(

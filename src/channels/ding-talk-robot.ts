@@ -1,8 +1,7 @@
 import crypto from 'node:crypto';
-import { RequestError, type Response } from 'got';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type DingMessage, type PacingRule, type FailureKind, type SendContext, type SendResult } from './channel';
-import { createProviderHttp, type ProviderHttp } from './provider-http';
+import { createProviderHttp, isRetryableStatus, parseJson, redact, requestText, unexpectedAnswer, type ProviderHttp } from './provider-http';
 
 /** DingTalk 加签: Base64(HmacSHA256(key = secret, timestamp + "\n" + secret)). Not yet URL-encoded. */
 export function signDingTalk(timestamp: number | string, secret: string): string {
@@ -161,39 +160,26 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   }
 
   private async post(message: DingMessage, body: string, context: SendContext): Promise<Answer> {
-    let response: Response<string>;
-    try {
-      response = await this.http.client.post('robot/send', {
-        searchParams: dingTalkQuery(message.accessToken, message.secret, this.now()),
-        body,
-        signal: context.signal,
-      });
-    } catch (error) {
-      // Never echo got's message or URL: the URL carries the access token.
-      const code = error instanceof RequestError && error.code ? error.code : 'ECONNECTION';
-      const reason =
-        code === 'ETIMEDOUT'
-          ? `DingTalk did not answer within ${this.options.timeoutMs} ms`
-          : code === 'ERR_ABORTED' || code === 'ABORT_ERR'
-            ? 'the attempt was aborted'
-            : `DingTalk could not be reached (${code})`;
-      throw new ChannelError('retryable', code, reason);
-    }
-    const { statusCode } = response;
-    if (statusCode >= 500 || statusCode === 429 || statusCode === 408) {
-      throw new ChannelError('retryable', `HTTP_${statusCode}`, `DingTalk answered HTTP ${statusCode}`);
-    }
-    try {
-      const parsed = JSON.parse(response.body) as { errcode?: unknown; errmsg?: unknown };
-      const errcode = typeof parsed.errcode === 'number' ? parsed.errcode : Number.parseInt(String(parsed.errcode), 10);
-      return {
-        statusCode,
-        errcode: Number.isFinite(errcode) ? errcode : undefined,
-        errmsg: typeof parsed.errmsg === 'string' ? parsed.errmsg : '',
-      };
-    } catch {
-      return { statusCode, errmsg: '' };
-    }
+    // Never echo got's message or URL: the URL carries the access token.
+    const { statusCode, body: text } = await requestText(
+      'DingTalk',
+      () =>
+        this.http.client.post('robot/send', {
+          searchParams: dingTalkQuery(message.accessToken, message.secret, this.now()),
+          body,
+          signal: context.signal,
+        }),
+      this.http.timeoutMs,
+    );
+    if (isRetryableStatus(statusCode)) throw unexpectedAnswer('DingTalk', statusCode);
+    const parsed = parseJson<{ errcode?: unknown; errmsg?: unknown }>(text);
+    if (!parsed || typeof parsed !== 'object') return { statusCode, errmsg: '' };
+    const errcode = typeof parsed.errcode === 'number' ? parsed.errcode : Number.parseInt(String(parsed.errcode), 10);
+    return {
+      statusCode,
+      errcode: Number.isFinite(errcode) ? errcode : undefined,
+      errmsg: typeof parsed.errmsg === 'string' ? parsed.errmsg : '',
+    };
   }
 
   async close() {
@@ -203,9 +189,6 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
 
 /** DingTalk's own words, minus anything secret, kept short enough for a log line. */
 function scrub(errmsg: string, message: DingMessage): string {
-  let text = errmsg || 'DingTalk gave no errmsg';
-  for (const secret of [message.accessToken, message.secret]) {
-    if (secret) text = text.split(secret).join('[redacted]');
-  }
+  const text = redact(errmsg || 'DingTalk gave no errmsg', [message.accessToken, message.secret], '[redacted]');
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }

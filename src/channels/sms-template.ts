@@ -1,4 +1,3 @@
-import { RequestError } from 'got';
 import { ChannelError, type SmsMessage } from './channel';
 
 /**
@@ -48,59 +47,4 @@ export function positionalTemplateValues(message: Pick<SmsMessage, 'content' | '
     list.push(value);
   }
   return list;
-}
-
-/**
- * Removes from a provider's message every template value (the verification code among them), raw or percent-encoded
- * once or twice: Aliyun echoes its whole string-to-sign, template parameters included, in SignatureDoesNotMatch.
- */
-export function redact(text: string, secrets: string[]): string {
-  let result = text.replace(/\s*server string to sign is:.*$/s, '');
-  for (const secret of secrets) {
-    if (!secret) continue;
-    const once = encodeURIComponent(secret);
-    for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1), once, encodeURIComponent(once)])) {
-      result = result.split(form).join('***');
-    }
-  }
-  return result;
-}
-
-/** A request that never got an answer: timeouts, refused or reset connections, DNS. Always worth another attempt. */
-export function transportFailure(error: unknown, provider: string): ChannelError {
-  const code =
-    error instanceof RequestError
-      ? (error.code ?? 'ECONNECTION')
-      : error instanceof Error && error.name === 'AbortError'
-        ? 'ABORTED'
-        : 'ECONNECTION';
-  // The message never carries the URL or the request: both can hold the code.
-  return new ChannelError('retryable', code, `${provider} unreachable: ${code}`);
-}
-
-/** A body that is not the vendor's JSON: a proxy's or load balancer's page. 5xx and 429 are worth another attempt. */
-export function unexpectedAnswer(provider: string, statusCode: number): ChannelError {
-  const kind = statusCode >= 500 || statusCode === 429 ? 'retryable' : 'permanent';
-  return new ChannelError(kind, `HTTP_${statusCode}`, `${provider} answered HTTP ${statusCode} without its JSON body`);
-}
-
-/**
- * Makes the request and reads the vendor's JSON answer: no answer becomes `transportFailure`, an answer that is not
- * JSON `unexpectedAnswer`.
- */
-export async function requestJson<T>(
-  provider: string,
-  request: () => Promise<{ statusCode: number; body: string }>,
-): Promise<{ statusCode: number; answer: T }> {
-  let response;
-  try {
-    response = await request();
-  } catch (error) {
-    throw transportFailure(error, provider);
-  }
-  try {
-    return { statusCode: response.statusCode, answer: JSON.parse(response.body) as T };
-  } catch {
-    throw unexpectedAnswer(provider, response.statusCode);
-  }
 }

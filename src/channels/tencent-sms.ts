@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import type { Logger } from '../logger';
 import { maskMobile } from '../logger';
 import { ChannelError, type Channel, type FailureKind, type SendContext, type SendResult, type SmsMessage } from './channel';
-import { createProviderHttp, type ProviderHttp } from './provider-http';
-import { positionalTemplateValues, redact, requestJson, unexpectedAnswer } from './sms-template';
+import { positionalTemplateValues } from './sms-template';
+import { createProviderHttp, redact, requestJson, unexpectedAnswer, type ProviderHttp } from './provider-http';
 
 const sha256Hex = (value: string | Buffer) => crypto.createHash('sha256').update(value).digest('hex');
 const hmac = (key: string | Buffer, value: string) => crypto.createHmac('sha256', key).update(value, 'utf8').digest();
@@ -186,12 +186,13 @@ export class TencentSmsChannel implements Channel<'SMS'> {
           },
           signal: context.signal,
         }),
+        this.http.timeoutMs,
       );
       const result = answer?.Response;
-      if (!result || typeof result !== 'object') throw unexpectedAnswer('Tencent SMS', statusCode);
+      if (!result || typeof result !== 'object') throw unexpectedAnswer('Tencent SMS', statusCode, 'its JSON body');
       // Request-level failure, or the status of our one number.
       const status = result.Error ?? result.SendStatusSet?.[0];
-      if (!status || typeof status.Code !== 'string') throw unexpectedAnswer('Tencent SMS', statusCode);
+      if (!status || typeof status.Code !== 'string') throw unexpectedAnswer('Tencent SMS', statusCode, 'its JSON body');
       const code = status.Code;
       this.options.logger?.debug(
         { deliveryId: context.deliveryId, mobile: maskMobile(message.mobile), code, requestId: result.RequestId, status: statusCode },
