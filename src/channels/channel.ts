@@ -1,6 +1,8 @@
 import type { ChannelName } from '../db/schema';
 
-export type DingMsgType = 'TEXT' | 'MARKDOWN' | 'LINK' | 'ACTION_CARD';
+/** The DingTalk message types: the one list the zod schema and the GraphQL enum are built from. */
+export const dingMsgTypes = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'] as const;
+export type DingMsgType = (typeof dingMsgTypes)[number];
 
 export interface DingMessage {
   accessToken: string;

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 // The full metadata tells mobiles from landlines; the default build only checks lengths.
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { z } from 'zod';
-import type { DingMessage, EmailMessage, SmsMessage } from '../channels/channel';
+import { dingMsgTypes, type DingMessage, type EmailMessage, type SmsMessage } from '../channels/channel';
 import { dingTalkBody, dingTalkBodyLimitBytes } from '../channels/ding-talk-robot';
 import type { ChannelName } from '../db/schema';
 import { ValidationError } from '../errors';
@@ -62,7 +62,7 @@ const dingSchema = z
     secret: asciiToken(256),
     content: requiredText(20_000),
     msgType: z
-      .enum(['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'])
+      .enum(dingMsgTypes)
       .nullish()
       .transform((value) => value ?? 'TEXT'),
     title: nullish(requiredLine(256)),

@@ -100,18 +100,7 @@ export class DeliveryService {
     this.releaseWaiting();
   }
 
-  sendDing(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
-    return this.send('DING', input, caller, options);
-  }
-
-  sendEmail(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
-    return this.send('EMAIL', input, caller, options);
-  }
-
-  sendSms(input: Record<string, unknown>, caller: Caller, options: SendOptions = {}) {
-    return this.send('SMS', input, caller, options);
-  }
-
+  /** The one send path of every channel and API layer (GraphQL `sendMutation`, the legacy REST routes). */
   async send(
     channel: ChannelName,
     input: Record<string, unknown>,

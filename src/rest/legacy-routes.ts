@@ -204,8 +204,7 @@ export function createLegacyRoutes(deps: LegacyRouteDeps): (request: LegacyReque
     state.keyFromParameter = keyParameter !== undefined;
     const input = { ...route.input(params), ...(keyParameter !== undefined ? { idempotencyKey: keyParameter } : {}) };
     const options: SendOptions = { idempotencyKey: request.header('idempotency-key') };
-    const send = { DING: service.sendDing, EMAIL: service.sendEmail, SMS: service.sendSms }[route.channel];
-    const delivery = await send.call(service, input, caller, options);
+    const delivery = await service.send(route.channel, input, caller, options);
     return deliveryAnswer(delivery, now());
   }
 

@@ -138,7 +138,7 @@ async function storm(options: { perMinute?: number } = {}) {
     dispatcher,
     pending,
     settle,
-    send: (content: string) => service.sendDing({ ...robot, content }, caller, { wait: false }),
+    send: (content: string) => service.send('DING', { ...robot, content }, caller, { wait: false }),
     get clock() {
       return clock;
     },

@@ -560,8 +560,8 @@ describeOnStores('legacy REST routes over a real port', (kind) => {
 
     it('1099 for an unexpected error: masked, no stack, a reference that is in the log', async () => {
       const service = gateway.app.service;
-      const original = service.sendSms;
-      service.sendSms = async () => {
+      const original = service.send;
+      service.send = async () => {
         throw new Error('database exploded at /srv/secret/path.ts:42');
       };
       try {
@@ -573,7 +573,7 @@ describeOnStores('legacy REST routes over a real port', (kind) => {
         const reference = /err_[0-9a-f]{12}/.exec(body.data)![0];
         expect(gateway.logs.some((line) => line.reference === reference && line.level === 50)).toBe(true);
       } finally {
-        service.sendSms = original;
+        service.send = original;
       }
     });
   });

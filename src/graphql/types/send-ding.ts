@@ -1,8 +1,8 @@
+import { dingMsgTypes } from '../../channels/channel';
 import { builder } from '../builder';
-import { DeliveryRef } from './delivery';
-import { sendErrorTypes } from './errors';
+import { sendMutation } from './send-mutation';
 
-const DingMsgTypeEnum = builder.enumType('DingMsgType', { values: ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'] as const });
+const DingMsgTypeEnum = builder.enumType('DingMsgType', { values: dingMsgTypes });
 
 const SendDingInput = builder.inputType('SendDingInput', {
   description: 'A message to a DingTalk group robot with 加签 (signing) enabled',
@@ -22,12 +22,4 @@ const SendDingInput = builder.inputType('SendDingInput', {
   }),
 });
 
-builder.mutationField('sendDing', (t) =>
-  t.field({
-    type: DeliveryRef,
-    errors: { types: sendErrorTypes, directResult: true },
-    args: { input: t.arg({ type: SendDingInput, required: true }) },
-    resolve: (_root, { input }, context) =>
-      context.service.sendDing(input, context.caller, { idempotencyKey: context.idempotencyKey }),
-  }),
-);
+sendMutation('sendDing', 'DING', SendDingInput);

@@ -1,6 +1,5 @@
 import { builder } from '../builder';
-import { DeliveryRef } from './delivery';
-import { sendErrorTypes } from './errors';
+import { sendMutation } from './send-mutation';
 
 const SendEmailInput = builder.inputType('SendEmailInput', {
   fields: (t) => ({
@@ -15,12 +14,4 @@ const SendEmailInput = builder.inputType('SendEmailInput', {
   }),
 });
 
-builder.mutationField('sendEmail', (t) =>
-  t.field({
-    type: DeliveryRef,
-    errors: { types: sendErrorTypes, directResult: true },
-    args: { input: t.arg({ type: SendEmailInput, required: true }) },
-    resolve: (_root, { input }, context) =>
-      context.service.sendEmail(input, context.caller, { idempotencyKey: context.idempotencyKey }),
-  }),
-);
+sendMutation('sendEmail', 'EMAIL', SendEmailInput);

@@ -1,6 +1,5 @@
 import { builder } from '../builder';
-import { DeliveryRef } from './delivery';
-import { sendErrorTypes } from './errors';
+import { sendMutation } from './send-mutation';
 
 const SendSmsInput = builder.inputType('SendSmsInput', {
   fields: (t) => ({
@@ -13,12 +12,4 @@ const SendSmsInput = builder.inputType('SendSmsInput', {
   }),
 });
 
-builder.mutationField('sendSms', (t) =>
-  t.field({
-    type: DeliveryRef,
-    errors: { types: sendErrorTypes, directResult: true },
-    args: { input: t.arg({ type: SendSmsInput, required: true }) },
-    resolve: (_root, { input }, context) =>
-      context.service.sendSms(input, context.caller, { idempotencyKey: context.idempotencyKey }),
-  }),
-);
+sendMutation('sendSms', 'SMS', SendSmsInput);
