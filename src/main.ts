@@ -58,6 +58,7 @@ if (bootstrapToken) {
 await app.dispatcher.release();
 // The SMTP thread has been loading meanwhile: no first attempt should pay for it.
 await readyChannels(channels);
+await app.warmUp();
 
 const server = http.createServer(app.handler);
 server.on('error', (error: NodeJS.ErrnoException) => {

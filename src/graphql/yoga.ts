@@ -15,6 +15,8 @@ export interface ServerContext {
   caller: Caller;
   /** The request's entry in the request log, which the operation metrics name the operation in. */
   requestNote?: RequestNote;
+  /** The gateway's own warm-up at start (app.warmUp): not a caller's operation, so not counted. */
+  warmUp?: true;
 }
 
 export type GraphQLHandler = ReturnType<typeof createGraphQLHandler>;

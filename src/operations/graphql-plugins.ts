@@ -55,6 +55,7 @@ const hasErrors = (result: unknown) =>
 export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
   return {
     onExecute({ args }) {
+      if (args.contextValue.warmUp) return;
       const { type, field } = describeOperation(args.document, args.operationName);
       const note = args.contextValue.requestNote;
       if (note) note.operation = `${type} ${field}`;
