@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser';
@@ -32,6 +33,11 @@ const httpUrl = (fallback?: string) => {
   const url = z.string().url().refine((value) => /^https?:\/\//.test(value), 'must be an http(s) URL');
   return z.preprocess(emptyAsUndefined, fallback === undefined ? url.optional() : url.default(fallback));
 };
+
+/** A host name (letters, digits, - and dots), an IPv4 address or a bracketless IPv6 address: no scheme, port or path. */
+const isHostName = (value: string) =>
+  net.isIP(value) !== 0 ||
+  /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/.test(value);
 
 const isPostgresUrl = (value: string) => /^postgres(ql)?:\/\//.test(value);
 const postgresUrlHasHost = (value: string) => {
@@ -105,6 +111,31 @@ const envSchema = z
     RETRY_MAX_DELAY_MS: int(600000, 1),
     DINGTALK_BASE_URL: httpUrl('https://oapi.dingtalk.com'),
     DINGTALK_ROBOT_PER_MINUTE: int(19, 1).pipe(z.number().max(20)),
+    FEISHU_BASE_URL: httpUrl('https://open.feishu.cn'),
+    WECOM_BASE_URL: httpUrl('https://qyapi.weixin.qq.com'),
+    WEBHOOK_ALLOWED_HOSTS: z.preprocess(
+      emptyAsUndefined,
+      z
+        .string()
+        .default('')
+        .transform((value) =>
+          value
+            .split(',')
+            .map((host) => host.trim().toLowerCase())
+            .filter(Boolean),
+        )
+        .refine(
+          (hosts) => hosts.every(isHostName),
+          'must be a comma-separated list of host names or IP addresses (no scheme, port or path), e.g. hooks.internal,10.0.0.7',
+        ),
+    ),
+    ROBOT_DIGEST: z.preprocess(
+      emptyAsUndefined,
+      z
+        .enum(['on', 'off'])
+        .default('on')
+        .transform((value) => value === 'on'),
+    ),
     SMTP_URL: z.preprocess(
       emptyAsUndefined,
       z
@@ -233,6 +264,12 @@ export interface Config {
     maxDelayMs: number;
   };
   ding: { baseUrl: string; perRobotPerMinute: number };
+  feishu: { baseUrl: string };
+  wecom: { baseUrl: string };
+  /** Hosts a signed webhook may reach even when they resolve to a loopback, private or link-local address. */
+  webhook: { allowedHosts: string[] };
+  /** Alert-storm digests for the robot channels (ROBOT_DIGEST, on by default). */
+  robotDigest: boolean;
   /** The built delivery console (index.html and its hashed assets), served at /console. */
   consoleDir: string;
   email: { smtpUrl?: string; from: string; poolSize: number };
@@ -326,6 +363,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       maxDelayMs: env.RETRY_MAX_DELAY_MS,
     },
     ding: { baseUrl: env.DINGTALK_BASE_URL!, perRobotPerMinute: env.DINGTALK_ROBOT_PER_MINUTE },
+    feishu: { baseUrl: env.FEISHU_BASE_URL! },
+    wecom: { baseUrl: env.WECOM_BASE_URL! },
+    webhook: { allowedHosts: env.WEBHOOK_ALLOWED_HOSTS },
+    robotDigest: env.ROBOT_DIGEST,
     consoleDir: path.resolve(env.CONSOLE_DIR ?? defaultConsoleDir),
     email: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, poolSize: env.SMTP_POOL_SIZE },
     sms: {

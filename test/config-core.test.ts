@@ -24,9 +24,30 @@ describe('core configuration', () => {
       opsTokens: [],
       sendWaitMs: 5000,
       ding: { baseUrl: 'https://oapi.dingtalk.com' },
+      feishu: { baseUrl: 'https://open.feishu.cn' },
+      wecom: { baseUrl: 'https://qyapi.weixin.qq.com' },
+      webhook: { allowedHosts: [] },
+      robotDigest: true,
       email: { smtpUrl: undefined },
       sms: { provider: 'log' },
     });
+  });
+
+  it('reads FEISHU_BASE_URL, WECOM_BASE_URL, WEBHOOK_ALLOWED_HOSTS and ROBOT_DIGEST', () => {
+    expect(
+      loadConfig({
+        FEISHU_BASE_URL: 'https://open.larksuite.com',
+        WECOM_BASE_URL: 'http://127.0.0.1:4020',
+        WEBHOOK_ALLOWED_HOSTS: ' Hooks.Internal , 127.0.0.1,::1,, ',
+        ROBOT_DIGEST: 'off',
+      }),
+    ).toMatchObject({
+      feishu: { baseUrl: 'https://open.larksuite.com' },
+      wecom: { baseUrl: 'http://127.0.0.1:4020' },
+      webhook: { allowedHosts: ['hooks.internal', '127.0.0.1', '::1'] },
+      robotDigest: false,
+    });
+    expect(loadConfig({ ROBOT_DIGEST: 'on', WEBHOOK_ALLOWED_HOSTS: '' })).toMatchObject({ robotDigest: true, webhook: { allowedHosts: [] } });
   });
 
   it('reads PORT, HOST, DATABASE_URL, OPS_TOKENS, SEND_WAIT_MS and DINGTALK_BASE_URL', () => {
@@ -101,6 +122,11 @@ describe('core configuration', () => {
     ['a DATABASE_POOL_SIZE of 0', { DATABASE_POOL_SIZE: '0' }, 'DATABASE_POOL_SIZE'],
     ['a negative SEND_WAIT_MS', { SEND_WAIT_MS: '-5' }, 'SEND_WAIT_MS'],
     ['a fractional SEND_WAIT_MS', { SEND_WAIT_MS: '1.5' }, 'SEND_WAIT_MS'],
+    ['a FEISHU_BASE_URL that is not a URL', { FEISHU_BASE_URL: 'open.feishu.cn' }, 'FEISHU_BASE_URL'],
+    ['a WECOM_BASE_URL that is not http(s)', { WECOM_BASE_URL: 'ftp://qyapi.weixin.qq.com' }, 'WECOM_BASE_URL'],
+    ['a WEBHOOK_ALLOWED_HOSTS entry with a scheme', { WEBHOOK_ALLOWED_HOSTS: 'ok.internal,http://hooks.internal' }, 'WEBHOOK_ALLOWED_HOSTS'],
+    ['a WEBHOOK_ALLOWED_HOSTS entry with a port', { WEBHOOK_ALLOWED_HOSTS: 'hooks.internal:8080' }, 'WEBHOOK_ALLOWED_HOSTS'],
+    ['a ROBOT_DIGEST other than on or off', { ROBOT_DIGEST: 'true' }, 'ROBOT_DIGEST'],
   ])('refuses %s', (_label, env, key) => {
     const problems = problemsOf(env);
     expect(problems.length).toBeGreaterThan(0);

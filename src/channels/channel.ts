@@ -34,10 +34,51 @@ export interface SmsMessage {
   params?: Record<string, string>;
 }
 
+/** Feishu/Lark custom bot (providers.md §6). `token` is the part of the webhook URL after /open-apis/bot/v2/hook/. */
+export const feishuMsgTypes = ['TEXT', 'POST', 'CARD'] as const;
+export type FeishuMsgType = (typeof feishuMsgTypes)[number];
+
+export interface FeishuMessage {
+  token: string;
+  /** Signs the message when the bot has 签名校验 on. */
+  secret?: string;
+  msgType: FeishuMsgType;
+  content: string;
+  title?: string;
+  atAll: boolean;
+}
+
+/** WeCom (企业微信) group robot (providers.md §7). The key is the secret: no signature. */
+export const weComMsgTypes = ['TEXT', 'MARKDOWN'] as const;
+export type WeComMsgType = (typeof weComMsgTypes)[number];
+
+export interface WeComMessage {
+  key: string;
+  msgType: WeComMsgType;
+  content: string;
+  mentionedList: string[];
+  mentionedMobileList: string[];
+}
+
+/** Any JSON value: what a signed webhook POSTs. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** A signed outgoing webhook (Standard Webhooks, providers.md §8). */
+export interface WebhookMessage {
+  url: string;
+  body: JsonValue;
+  /** `whsec_…`: sealed at rest like robot secrets. */
+  secret: string;
+}
+
+/** The message each channel sends. A new channel adds its line here and its name to `channels` in db/enums.ts. */
 export interface MessageByChannel {
   DING: DingMessage;
   EMAIL: EmailMessage;
   SMS: SmsMessage;
+  FEISHU: FeishuMessage;
+  WECOM: WeComMessage;
+  WEBHOOK: WebhookMessage;
 }
 
 export interface SendContext {
@@ -95,3 +136,8 @@ export interface Channel<C extends ChannelName = ChannelName> {
 }
 
 export type Channels = { [C in ChannelName]: Channel<C> };
+
+/** What a channel whose body is not written yet answers: permanent, so a delivery recorded by mistake ends FAILED. */
+export function notImplemented(channel: ChannelName): ChannelError {
+  return new ChannelError('permanent', 'NOT_IMPLEMENTED', `The ${channel} channel is not implemented yet`);
+}

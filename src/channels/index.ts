@@ -8,6 +8,9 @@ import { SmtpEmailChannel } from './smtp-email';
 import { LogSmsChannel } from './log-sms';
 import { AliyunSmsChannel } from './aliyun-sms';
 import { TencentSmsChannel } from './tencent-sms';
+import { FeishuBotChannel } from './feishu-bot';
+import { WeComRobotChannel } from './wecom-robot';
+import { SignedWebhookChannel } from './signed-webhook';
 
 export function createChannels(config: Config, logger: Logger): Channels {
   return {
@@ -24,6 +27,21 @@ export function createChannels(config: Config, logger: Logger): Channels {
         )
       : new FileOutboxEmailChannel(path.join(config.dataDir, 'outbox'), config.email.from),
     SMS: createSmsChannel(config, logger),
+    FEISHU: new FeishuBotChannel({
+      baseUrl: config.feishu.baseUrl,
+      timeoutMs: config.providerTimeoutMs,
+      logger: logger.child({ provider: 'feishu' }),
+    }),
+    WECOM: new WeComRobotChannel({
+      baseUrl: config.wecom.baseUrl,
+      timeoutMs: config.providerTimeoutMs,
+      logger: logger.child({ provider: 'wecom' }),
+    }),
+    WEBHOOK: new SignedWebhookChannel({
+      allowedHosts: config.webhook.allowedHosts,
+      timeoutMs: config.providerTimeoutMs,
+      logger: logger.child({ provider: 'webhook' }),
+    }),
   };
 }
 

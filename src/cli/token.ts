@@ -7,7 +7,7 @@ import { InvalidStateError, NotFoundError, ValidationError } from '../errors';
 
 const usage = `Manage the gateway's API tokens (the OPS-Token header).
 
-  npm run token -- create --name <name> --channels <DING,EMAIL,SMS | all | none> [--read none|own|all]
+  npm run token -- create --name <name> --channels <DING,EMAIL,SMS,FEISHU,WECOM,WEBHOOK | all | none> [--read none|own|all]
       Creates a token and prints it once (only its SHA-256 hash is kept). --read defaults to own:
       none = may not read deliveries, own = only the deliveries it sent, all = every delivery.
   npm run token -- list [--json]

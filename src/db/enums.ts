@@ -1,4 +1,5 @@
-export const channels = ['DING', 'EMAIL', 'SMS'] as const;
+/** Stored as text (no database enum): a new channel needs no migration. Append only; the order is the API's order. */
+export const channels = ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'] as const;
 export type ChannelName = (typeof channels)[number];
 
 export const deliveryStatuses = ['QUEUED', 'SENDING', 'SENT', 'RETRYING', 'FAILED', 'CANCELLED'] as const;

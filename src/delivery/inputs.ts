@@ -1,60 +1,28 @@
 import crypto from 'node:crypto';
-// The full metadata tells mobiles from landlines; the default build only checks lengths.
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { z } from 'zod';
 import { dingMsgTypes, type DingMessage, type EmailMessage, type SmsMessage } from '../channels/channel';
 import { dingTalkBody, dingTalkBodyLimitBytes } from '../channels/ding-talk-robot';
 import type { ChannelName } from '../db/schema';
-import { ValidationError } from '../errors';
+import {
+  asciiToken,
+  emailAddress,
+  httpUrl,
+  mobileNumber,
+  nullish,
+  optionalList,
+  parse,
+  requiredLine,
+  requiredText,
+  singleLine,
+  text,
+  type PreparedDelivery,
+} from './input-rules';
+import { prepareFeishu } from './feishu-input';
+import { prepareWeCom } from './wecom-input';
+import { prepareWebhook } from './webhook-input';
 
-// Control characters other than tab, newline and carriage return never belong in a message.
-const controlCharacters = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
-const lineBreaks = /[\r\n]/;
-
-const text = (max: number) =>
-  z
-    .string()
-    .max(max, `must be at most ${max} characters`)
-    .refine((value) => !controlCharacters.test(value), 'must not contain control characters');
-const requiredText = (max: number) => text(max).refine((value) => value.trim().length > 0, 'must not be empty');
-const singleLine = (max: number) => text(max).refine((value) => !lineBreaks.test(value), 'must be a single line');
-const requiredLine = (max: number) =>
-  singleLine(max).refine((value) => value.trim().length > 0, 'must not be empty');
-// Credentials and identifiers: printable ASCII, no spaces.
-const asciiToken = (max: number) =>
-  requiredLine(max).refine((value) => /^[\x21-\x7E]+$/.test(value), 'must be printable ASCII without spaces');
-const httpUrl = singleLine(2048).refine((value) => {
-  try {
-    return ['http:', 'https:'].includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
-}, 'must be an http(s) URL');
-const emailAddress = z
-  .string()
-  .max(254, 'must be at most 254 characters')
-  .refine((value) => !lineBreaks.test(value) && !controlCharacters.test(value), 'must not contain line breaks')
-  .pipe(z.email('must be an email address'));
-const mobileNumber = z
-  .string()
-  .max(32, 'must be at most 32 characters')
-  .transform((value, ctx) => {
-    const phone = /^[0-9+\- ()]+$/.test(value) ? parsePhoneNumberFromString(value.trim(), 'CN') : undefined;
-    const type = phone?.isValid() ? phone.getType() : undefined;
-    if (!phone || (type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE')) {
-      ctx.addIssue({ code: 'custom', message: 'must be a valid mobile number (E.164, or 11 digits for mainland China)' });
-      return z.NEVER;
-    }
-    return phone.number;
-  });
-export const idempotencyKey = requiredLine(255).optional();
-const optionalList = <T extends z.ZodType>(item: T, max: number) =>
-  z
-    .array(item)
-    .max(max, `must list at most ${max}`)
-    .nullish()
-    .transform((value) => value ?? []);
-const nullish = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+export { idempotencyKey, type PreparedDelivery } from './input-rules';
 
 const dingSchema = z
   .object({
@@ -148,26 +116,6 @@ export type DingInput = z.input<typeof dingSchema>;
 export type EmailInput = z.input<typeof emailSchema>;
 export type SmsInput = z.input<typeof smsSchema>;
 
-export interface PreparedDelivery<M> {
-  message: M;
-  recipient: string;
-  /** Shown through the API and kept in the clear. */
-  payload: Record<string, unknown>;
-  /** Sealed at rest and erased once the delivery is final. */
-  secrets: Record<string, unknown> | null;
-}
-
-function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  throw new ValidationError(
-    result.error.issues.map((issue) => ({
-      path: issue.path.length > 0 ? issue.path.join('.') : 'input',
-      message: issue.message,
-    })),
-  );
-}
-
 /** A non-secret label of a DingTalk robot: enough to filter by, useless for sending. */
 export function robotLabel(accessToken: string): string {
   return `robot:${crypto.createHash('sha256').update(accessToken).digest('hex').slice(0, 12)}`;
@@ -207,6 +155,9 @@ export const prepareByChannel = {
   DING: prepareDing,
   EMAIL: prepareEmail,
   SMS: prepareSms,
+  FEISHU: prepareFeishu,
+  WECOM: prepareWeCom,
+  WEBHOOK: prepareWebhook,
 } satisfies Record<ChannelName, (input: unknown) => PreparedDelivery<unknown>>;
 
 /** Rebuilds the provider message from what was stored. */

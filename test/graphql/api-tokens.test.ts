@@ -52,7 +52,7 @@ describeOnStores('apiTokens, createApiToken, revokeApiToken', (kind) => {
     await storedToken('old', 'old-token-0123456789', { channels: [], read: 'none' }, start, start + 1000);
     await storedToken('scoped', scoped, { channels: ['EMAIL'], read: 'all' }, start + 2000);
     await storedToken('read-only', readOnly, { channels: [], read: 'all' }, start + 3000);
-    await storedToken('stored-admin', storedAdmin, { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' }, start + 4000);
+    await storedToken('stored-admin', storedAdmin, { channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'all' }, start + 4000);
   });
   afterAll(() => gateway.close());
 

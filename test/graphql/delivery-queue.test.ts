@@ -42,6 +42,9 @@ describeOnStores('deliveryQueue', (kind) => {
         { channel: 'DING', count: 0 },
         { channel: 'EMAIL', count: 0 },
         { channel: 'SMS', count: 0 },
+        { channel: 'FEISHU', count: 0 },
+        { channel: 'WECOM', count: 0 },
+        { channel: 'WEBHOOK', count: 0 },
       ],
       oldestPendingAt: null,
       oldestPendingAgeSeconds: null,
@@ -73,6 +76,9 @@ describeOnStores('deliveryQueue', (kind) => {
         { channel: 'DING', count: 1 },
         { channel: 'EMAIL', count: 2 },
         { channel: 'SMS', count: 2 },
+        { channel: 'FEISHU', count: 0 },
+        { channel: 'WECOM', count: 0 },
+        { channel: 'WEBHOOK', count: 0 },
       ],
       oldestPendingAt: new Date(now - 125_000).toISOString(),
     });
@@ -90,7 +96,7 @@ describeOnStores('deliveryQueue', (kind) => {
       ['own-reader', 'own'],
       ['no-reader', 'none'],
     ] as const) {
-      const token = await storedToken(name, { channels: ['DING', 'EMAIL', 'SMS'], read });
+      const token = await storedToken(name, { channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read });
       const { data, errors } = await queue(token);
       expect(data).toBeNull();
       expect(errors).toEqual([

@@ -34,16 +34,19 @@ describeOnStores('viewer', (kind) => {
   afterAll(() => gateway.close());
 
   it('shows an OPS_TOKENS entry as an admin with every channel and read ALL', async () => {
-    expect(await viewer()).toEqual({ name: 'OPS_TOKENS #1', channels: ['DING', 'EMAIL', 'SMS'], read: 'ALL', admin: true });
+    expect(await viewer()).toEqual({ name: 'OPS_TOKENS #1', channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'ALL', admin: true });
   });
 
   it('shows a stored token with its own scopes, an admin only with every channel and read ALL', async () => {
     const scoped = await storedToken('ci', { channels: ['DING', 'EMAIL'], read: 'own' });
     const blind = await storedToken('blind', { channels: ['SMS'], read: 'none' });
-    const full = await storedToken('ops', { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' });
+    const full = await storedToken('ops', { channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'all' });
+    // Stored before FEISHU, WECOM and WEBHOOK existed: keeps exactly its channels, so it is no longer an admin.
+    const earlier = await storedToken('ops-before-robots', { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' });
     expect(await viewer(scoped)).toEqual({ name: 'ci', channels: ['DING', 'EMAIL'], read: 'OWN', admin: false });
     expect(await viewer(blind)).toEqual({ name: 'blind', channels: ['SMS'], read: 'NONE', admin: false });
-    expect(await viewer(full)).toEqual({ name: 'ops', channels: ['DING', 'EMAIL', 'SMS'], read: 'ALL', admin: true });
+    expect(await viewer(full)).toEqual({ name: 'ops', channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'ALL', admin: true });
+    expect(await viewer(earlier)).toEqual({ name: 'ops-before-robots', channels: ['DING', 'EMAIL', 'SMS'], read: 'ALL', admin: false });
   });
 
   it('shows a read-only token (no channels, read ALL) as no admin', async () => {

@@ -79,7 +79,7 @@ describeOnStores('npm run token -- create | list | revoke, and what each token m
     expect(byName).toEqual({
       old: { channels: [], read: 'none' },
       ci: { channels: ['DING', 'EMAIL'], read: 'own' },
-      auditor: { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' },
+      auditor: { channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'all' },
       blind: { channels: ['EMAIL'], read: 'none' },
     });
     const bytes = await databaseContents(gateway, { checkpoint: true });
@@ -220,6 +220,6 @@ describe('Authenticator', () => {
   it('gives OPS_TOKENS entries full rights, recorded as env:<n>', async () => {
     const { store } = fakeStore();
     const caller = await new Authenticator(store, ['first', 'second']).authenticate('second');
-    expect(caller).toEqual({ id: 'env:2', name: 'OPS_TOKENS #2', scopes: { channels: ['DING', 'EMAIL', 'SMS'], read: 'all' } });
+    expect(caller).toEqual({ id: 'env:2', name: 'OPS_TOKENS #2', scopes: { channels: ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'], read: 'all' } });
   });
 });

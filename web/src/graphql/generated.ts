@@ -14,7 +14,10 @@ export type AttemptOutcome =
 export type Channel =
   | 'DING'
   | 'EMAIL'
-  | 'SMS';
+  | 'FEISHU'
+  | 'SMS'
+  | 'WEBHOOK'
+  | 'WECOM';
 
 export type DeliveryStatus =
   /** Cancelled before it was sent */

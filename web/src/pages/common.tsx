@@ -4,7 +4,8 @@ import type { LiveState } from '../api';
 import type { Channel, DeliveryStatus } from '../graphql/generated';
 import { useI18n } from '../i18n';
 
-export const channels: Channel[] = ['DING', 'EMAIL', 'SMS'];
+/** Every channel, in the API's order (the Channel enum); the send page offers those it has a form for. */
+export const channels: Channel[] = ['DING', 'EMAIL', 'SMS', 'FEISHU', 'WECOM', 'WEBHOOK'];
 export const statuses: DeliveryStatus[] = ['QUEUED', 'SENDING', 'SENT', 'RETRYING', 'FAILED', 'CANCELLED'];
 
 export function StatusBadge({ status }: { status: DeliveryStatus }) {

@@ -17,7 +17,14 @@ import { channels, ErrorMessage, PageHeading } from './common';
 type Range = 'day' | 'week';
 const hours: Record<Range, number> = { day: 24, week: 168 };
 /** One colour per channel, each at least 3:1 against the white background. */
-const channelColours: Record<Channel, string> = { DING: '#1d5fd1', EMAIL: '#b4530a', SMS: '#2f7d32' };
+const channelColours: Record<Channel, string> = {
+  DING: '#1d5fd1',
+  EMAIL: '#b4530a',
+  SMS: '#2f7d32',
+  FEISHU: '#00796b',
+  WECOM: '#7b1fa2',
+  WEBHOOK: '#5f6368',
+};
 const charts: { status: DeliveryStatus; title: MessageKey }[] = [
   { status: 'SENT', title: 'overview.sent' },
   { status: 'FAILED', title: 'overview.failed' },

@@ -17,7 +17,8 @@ import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
 type Result = SendDingMutation['sendDing'];
 type FieldName = 'accessToken' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
 
-const fieldsOf: Record<Channel, FieldName[]> = {
+/** The form of each channel the console can send on; a channel without one is not offered. */
+const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   DING: ['accessToken', 'secret', 'msgType', 'title', 'messageUrl', 'content'],
   EMAIL: ['to', 'subject', 'content', 'html'],
   SMS: ['mobile', 'content'],
@@ -34,6 +35,7 @@ const labels: Record<FieldName, MessageKey> = {
   html: 'send.html',
   mobile: 'send.mobile',
 };
+const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
 const multiline = new Set<FieldName>(['content', 'html']);
 
@@ -93,7 +95,7 @@ export function SendPage() {
       } else if (result.__typename === 'ValidationError') {
         const byField: Partial<Record<FieldName, string[]>> = {};
         const elsewhere: string[] = [];
-        const shown = fieldsOf[channel];
+        const shown = fieldsOf[channel] ?? [];
         for (const fieldError of result.fieldErrors) {
           const name = fieldError.path.replace(/^input\./, '').split('.')[0] as FieldName;
           if (shown.includes(name)) (byField[name] ??= []).push(fieldError.message);
@@ -163,7 +165,7 @@ export function SendPage() {
               setSent(null);
             }}
           >
-            {channels.map((option) => (
+            {sendable.map((option) => (
               <option value={option}>{t(`channelName.${option}`)}</option>
             ))}
           </select>
