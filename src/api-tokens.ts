@@ -24,16 +24,24 @@ export const readScopes = ['none', 'own', 'all'] as const satisfies readonly Rea
 export const isAdmin = (scopes: TokenScopes): boolean =>
   scopes.read === 'all' && channels.every((channel) => scopes.channels.includes(channel));
 
-const scopesSchema = z.object({ channels: z.array(z.enum(channels)), read: z.enum(readScopes) });
+// Stored channels are a list, or "all": every channel the gateway has, those added later included.
+const scopesSchema = z.object({ channels: z.union([z.array(z.enum(channels)), z.literal('all')]), read: z.enum(readScopes) });
 
 /** The scopes stored with a token, or undefined when they are not valid (such a token is refused, not widened). */
 export function parseScopes(json: string): TokenScopes | undefined {
   try {
     const parsed = scopesSchema.safeParse(JSON.parse(json));
-    return parsed.success ? parsed.data : undefined;
+    if (!parsed.success) return undefined;
+    return { channels: parsed.data.channels === 'all' ? [...channels] : parsed.data.channels, read: parsed.data.read };
   } catch {
     return undefined;
   }
+}
+
+/** Every channel is stored as "all", so that such a token also gets the channels added later. */
+export function serializeScopes(scopes: TokenScopes): string {
+  const listed = channels.filter((channel) => scopes.channels.includes(channel));
+  return JSON.stringify({ channels: listed.length === channels.length ? 'all' : listed, read: scopes.read });
 }
 
 export function hashToken(token: string): string {
@@ -80,7 +88,7 @@ export class ApiTokens {
       id: `tok_${crypto.randomBytes(8).toString('hex')}`,
       name,
       tokenHash: hashToken(token),
-      scopes: JSON.stringify({ channels: channels.filter((channel) => scopes.channels.includes(channel)), read: scopes.read }),
+      scopes: serializeScopes(scopes),
       createdAt: this.now(),
       revokedAt: null,
       lastUsedAt: null,

@@ -234,3 +234,15 @@ export function insertOwnReaderToken(holder: HasStore, token: string): Promise<v
     lastUsedAt: null,
   });
 }
+
+/** Runs SQL as it is written (a migration file's statements, say). */
+export function executeSql(holder: HasStore, sql: string): Promise<void> {
+  return on(holder, {
+    sqlite: (client) => {
+      client.exec(sql);
+    },
+    postgres: async (pool) => {
+      await pool.query(sql);
+    },
+  });
+}
