@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashToken, type TokenScopes } from '../../src/auth';
+import { channels } from '../../src/db/enums';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import {
   chromiumAvailable,
@@ -166,7 +167,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     await screenshot(page, 'tokens');
 
     await page.getByLabel('Name', { exact: true }).fill('pager');
-    for (const channel of ['DING', 'EMAIL', 'SMS']) await page.getByRole('checkbox', { name: channel, exact: true }).setChecked(channel === 'DING');
+    for (const channel of channels) await page.getByRole('checkbox', { name: channel, exact: true }).setChecked(channel === 'DING');
     await page.getByLabel('Read', { exact: true }).selectOption({ label: 'own' });
     await page.getByRole('button', { name: 'Create token' }).click();
     // Shown once, in a field of its own to copy from.
