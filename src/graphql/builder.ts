@@ -5,12 +5,15 @@ import type { ApiTokens } from '../api-tokens';
 import type { Caller } from '../auth';
 import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
+import type { Logger } from '../logger';
 
 export interface GraphQLContext {
   caller: Caller;
   service: DeliveryService;
   events: DeliveryEvents;
   tokens: ApiTokens;
+  /** For what the schema's resolvers must leave a trace of (a token made or revoked). */
+  audit: Logger;
   /** The Idempotency-Key header, when the request carried one. */
   idempotencyKey?: string;
   /** Checks the request's token again (long-lived subscriptions stop once it is revoked). */

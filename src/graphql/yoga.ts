@@ -83,6 +83,7 @@ export function createGraphQLHandler(deps: {
   plugins?: Plugin[];
 }) {
   const { config, service, events, logger, authenticator } = deps;
+  const audit = logger.child({ component: 'audit' });
   return createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -130,6 +131,7 @@ query RecentDeliveries {
       service,
       events,
       tokens: authenticator.tokens,
+      audit,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
       reauthenticate: async () => (await authenticator.authenticate(request.headers.get('ops-token'))) !== undefined,
     }),

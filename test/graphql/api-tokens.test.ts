@@ -125,8 +125,11 @@ describeOnStores('apiTokens, createApiToken, revokeApiToken', (kind) => {
     });
     expect(Date.parse(used.lastUsedAt)).toBeGreaterThanOrEqual(Date.parse(apiToken.createdAt));
 
-    // Created, answered, then used: logged as requests, never with the token in them.
-    expect(gateway.logs.length).toBeGreaterThan(0);
+    // Created, answered, then used: logged as requests and once as an audit line (who made which token), never with
+    // the token in them.
+    expect(gateway.logs.filter((line) => line.component === 'audit')).toEqual([
+      expect.objectContaining({ msg: 'API token created', tokenId: apiToken.id, tokenName: 'console.ci-1', by: 'env:1' }),
+    ]);
     expect(JSON.stringify(gateway.logs)).not.toContain(token);
   });
 
@@ -169,6 +172,9 @@ describeOnStores('apiTokens, createApiToken, revokeApiToken', (kind) => {
     expect(refused.body.errors![0].extensions?.code).toBe('UNAUTHENTICATED');
     const row = (await gateway.store.listTokens()).find((candidate) => candidate.id === created.apiToken.id)!;
     expect(row.revokedAt).toBe(Date.parse(revoked.revokedAt));
+    expect(gateway.logs.filter((line) => line.msg === 'API token revoked')).toEqual([
+      expect.objectContaining({ component: 'audit', tokenId: created.apiToken.id, tokenName: 'short-lived', by: 'env:1' }),
+    ]);
 
     expect((await graphql(revokeToken, { id: created.apiToken.id })).data.revokeApiToken).toMatchObject({
       __typename: 'InvalidStateError',

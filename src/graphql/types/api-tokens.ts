@@ -66,9 +66,11 @@ builder.mutationFields((t) => ({
     description: 'Create a token; only its SHA-256 hash is kept, so the answer is the one place it is ever shown. Admin tokens only.',
     errors: { types: createTokenErrorTypes, directResult: true },
     args: { input: t.arg({ type: CreateApiTokenInput, required: true }) },
-    resolve: (_root, { input }, context) => {
+    resolve: async (_root, { input }, context) => {
       requireAdmin(context.caller);
-      return context.tokens.create(input.name, { channels: input.channels, read: input.read });
+      const created = await context.tokens.create(input.name, { channels: input.channels, read: input.read });
+      context.audit.info({ tokenId: created.row.id, tokenName: created.row.name, scopes: created.row.scopes, by: context.caller.id }, 'API token created');
+      return created;
     },
   }),
   revokeApiToken: t.field({
@@ -76,9 +78,11 @@ builder.mutationFields((t) => ({
     description: 'Revoke a token by id: its next request is refused. A token may revoke itself. Admin tokens only.',
     errors: { types: revokeTokenErrorTypes, directResult: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, context) => {
+    resolve: async (_root, { id }, context) => {
       requireAdmin(context.caller);
-      return context.tokens.revoke(String(id));
+      const revoked = await context.tokens.revoke(String(id));
+      context.audit.info({ tokenId: revoked.id, tokenName: revoked.name, by: context.caller.id }, 'API token revoked');
+      return revoked;
     },
   }),
 }));
