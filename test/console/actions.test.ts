@@ -46,7 +46,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
   let baseUrl: string;
   let session: ConsoleSession | undefined;
   const tokens = { readOnly: '', smsOnly: '', scoped: '' };
-  const ids = { queued: '', failed: '', toCancel: '' };
+  const ids = { queued: '', failed: '', toCancel: '', raced: '' };
 
   beforeAll(async () => {
     sink = await startSmtpSink();
@@ -66,6 +66,7 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     ids.queued = await send('queued@example.com');
     ids.toCancel = await send('cancel-me@example.com');
     ids.failed = await send('failed@example.com');
+    ids.raced = await send('raced@example.com');
     const failed = await gateway.store.transition(ids.failed, ['QUEUED'], {
       status: 'FAILED',
       lastErrorCode: 'SMTP_550',
@@ -110,6 +111,21 @@ describe.skipIf(!chromiumAvailable())('console: Cancel and Retry by who may use 
     expect((await fetchDelivery(gateway, ids.toCancel)).status).toBe('CANCELLED');
     await expect.poll(() => page.getByRole('button', { name: 'Cancel' }).count(), { timeout: 3000 }).toBe(0);
     await screenshot(page, 'delivery-cancelled');
+  });
+
+  it('shows the API\'s refusal when Cancel comes too late (another replica sent it meanwhile), and changes nothing', async () => {
+    const page = await signedIn(testToken);
+    await openDelivery(page, ids.raced);
+    await page.getByRole('button', { name: 'Cancel', exact: true }).waitFor({ timeout: uiTimeout });
+    // Sent behind the page's back: the row changes in the database, and no event reaches this gateway's listeners.
+    const sent = await gateway.store.transition(ids.raced, ['QUEUED'], { status: 'SENT', sentAt: Date.now(), nextAttemptAt: null });
+    expect(sent?.status).toBe('SENT');
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await expect
+      .poll(() => page.getByRole('alert').innerText(), { timeout: 4000 })
+      .toContain('Only a QUEUED or RETRYING delivery can be cancelled');
+    expect((await fetchDelivery(gateway, ids.raced)).status).toBe('SENT');
+    await screenshot(page, 'delivery-refused');
   });
 
   it('a full-rights token sees Cancel on a QUEUED email and Retry on a FAILED one', async () => {
