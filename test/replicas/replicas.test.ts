@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,7 +56,9 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
 
   it('started together, they migrated the database once', async () => {
     const migrations = await withDatabase(database, (client) => client.query('select hash from drizzle.__drizzle_migrations'));
-    expect(migrations.rowCount).toBe(1);
+    const files = fs.readdirSync(path.join(root, 'drizzle', 'postgres')).filter((file) => file.endsWith('.sql'));
+    // Each migration once, not once per replica.
+    expect(migrations.rowCount).toBe(files.length);
     for (const replica of [...replicas, acceptOnly]) {
       const ready = await replica.get('/readyz', { token: null });
       expect(ready).toEqual({
