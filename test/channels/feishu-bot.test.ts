@@ -135,6 +135,16 @@ describe('Feishu bodies per msgType', () => {
   });
 });
 
+describe('the log', () => {
+  it('redacts a Feishu token and secret logged by field name, as a message object would carry them', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', pretty: false, destination: { write: (line: string) => lines.push(line) } });
+    logger.info({ message: { token: 'tok-123456', secret: 'sec-654321', content: 'x' }, token: 'tok-123456' }, 'sending');
+    expect(lines.join('')).not.toMatch(/tok-123456|sec-654321/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ token: '[redacted]', message: { token: '[redacted]', secret: '[redacted]', content: 'x' } });
+  });
+});
+
 describe('Feishu codes and transport failures', () => {
   let emulator: FeishuEmulator;
   let channel: FeishuBotChannel;
