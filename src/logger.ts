@@ -11,7 +11,7 @@ export function createLogger(options: { level: string; pretty: boolean; destinat
     level: options.level,
     base: { service: 'notify-gateway' },
     redact: {
-      paths: ['accessToken', 'secret', '*.accessToken', '*.secret', 'req.headers["ops-token"]', 'headers["ops-token"]'],
+      paths: ['accessToken', 'secret', 'token', '*.accessToken', '*.secret', '*.token', 'req.headers["ops-token"]', 'headers["ops-token"]'],
       censor: '[redacted]',
     },
   };

@@ -88,6 +88,19 @@ export const legacyRoutes: Record<string, LegacyRoute> = {
       };
     },
   },
+  '/api/third/feishu/sendMsg': {
+    channel: 'FEISHU',
+    required: ['token', 'content'],
+    names: {},
+    input: (params) => ({
+      token: params.text('token'),
+      secret: nonEmpty(params.text('secret')),
+      content: params.text('content'),
+      msgType: msgType(params.text('msgType')),
+      title: nonEmpty(params.text('title')),
+      atAll: params.flag('atAll'),
+    }),
+  },
   '/api/third/sms/sendMsg': {
     channel: 'SMS',
     required: ['mobile', 'content'],

@@ -39,6 +39,12 @@ export type DingMsgType =
   | 'MARKDOWN'
   | 'TEXT';
 
+/** TEXT: a text message; POST: rich text (post) with a title; CARD: an interactive card with a title and markdown */
+export type FeishuMsgType =
+  | 'CARD'
+  | 'POST'
+  | 'TEXT';
+
 /** Which deliveries a token may read */
 export type ReadScope =
   /** Every delivery */
@@ -82,6 +88,25 @@ export type SendEmailInput = {
   idempotencyKey?: string | null | undefined;
   subject?: string | null | undefined;
   to: Array<string>;
+  /** Wait for the first attempt (default true) */
+  wait?: boolean | null | undefined;
+};
+
+/** A message to a Feishu/Lark custom bot (自定义机器人), signed when the secret is given */
+export type SendFeishuInput = {
+  /** Mention everyone in the group */
+  atAll?: boolean | null | undefined;
+  /** Text; one paragraph a line for POST; markdown for CARD */
+  content: string;
+  /** Same key and payload return the original delivery */
+  idempotencyKey?: string | null | undefined;
+  msgType?: FeishuMsgType | null | undefined;
+  /** The bot signing secret (签名校验), when the bot has one; never shown again */
+  secret?: string | null | undefined;
+  /** Required for POST and CARD */
+  title?: string | null | undefined;
+  /** The part of the webhook URL after /open-apis/bot/v2/hook/; never shown again */
+  token: string;
   /** Wait for the first attempt (default true) */
   wait?: boolean | null | undefined;
 };
@@ -198,6 +223,19 @@ export type SendDingMutationVariables = Exact<{
 
 
 export type SendDingMutation = { sendDing:
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string }
+    | { __typename: 'ForbiddenError', message: string }
+    | { __typename: 'IdempotencyConflictError', message: string }
+    | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
+   };
+
+export type SendFeishuMutationVariables = Exact<{
+  input: SendFeishuInput;
+}>;
+
+
+export type SendFeishuMutation = { sendFeishu:
     | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
@@ -598,6 +636,33 @@ export const SendDingDocument = new TypedDocumentString(`
   createdAt
   updatedAt
 }`) as unknown as TypedDocumentString<SendDingMutation, SendDingMutationVariables>;
+export const SendFeishuDocument = new TypedDocumentString(`
+    mutation SendFeishu($input: SendFeishuInput!) {
+  sendFeishu(input: $input) {
+    __typename
+    ... on Delivery {
+      ...DeliveryRow
+    }
+    ... on ValidationError {
+      fieldErrors {
+        path
+        message
+      }
+    }
+    ... on Error {
+      message
+    }
+  }
+}
+    fragment DeliveryRow on Delivery {
+  id
+  channel
+  status
+  recipient
+  attempts
+  createdAt
+  updatedAt
+}`) as unknown as TypedDocumentString<SendFeishuMutation, SendFeishuMutationVariables>;
 export const SendEmailDocument = new TypedDocumentString(`
     mutation SendEmail($input: SendEmailInput!) {
   sendEmail(input: $input) {

@@ -129,6 +129,7 @@ export const en = {
   'send.heading': 'Send',
   'send.channel': 'Channel',
   'send.accessToken': 'Access token',
+  'send.token': 'Token',
   'send.secret': 'Secret',
   'send.msgType': 'Message type',
   'send.title': 'Title',

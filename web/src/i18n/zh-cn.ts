@@ -131,6 +131,7 @@ export const zhCN: Dictionary = {
   'send.heading': '发送',
   'send.channel': '渠道',
   'send.accessToken': '机器人 access_token',
+  'send.token': '机器人 token',
   'send.secret': '加签密钥',
   'send.msgType': '消息类型',
   'send.title': '标题',

@@ -4,10 +4,12 @@ import { gql, UnauthorizedError } from '../api';
 import {
   SendDingDocument,
   SendEmailDocument,
+  SendFeishuDocument,
   SendSmsDocument,
   type Channel,
   type DeliveryRowFragment,
   type DingMsgType,
+  type FeishuMsgType,
   type SendDingMutation,
 } from '../graphql/generated';
 import { useI18n, type MessageKey } from '../i18n';
@@ -15,16 +17,18 @@ import { base, followLink } from '../router';
 import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
 
 type Result = SendDingMutation['sendDing'];
-type FieldName = 'accessToken' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
+type FieldName = 'accessToken' | 'token' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
 
 /** The form of each channel the console can send on; a channel without one is not offered. */
 const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   DING: ['accessToken', 'secret', 'msgType', 'title', 'messageUrl', 'content'],
   EMAIL: ['to', 'subject', 'content', 'html'],
   SMS: ['mobile', 'content'],
+  FEISHU: ['token', 'secret', 'msgType', 'title', 'content'],
 };
 const labels: Record<FieldName, MessageKey> = {
   accessToken: 'send.accessToken',
+  token: 'send.token',
   secret: 'send.secret',
   msgType: 'send.msgType',
   title: 'send.title',
@@ -37,10 +41,11 @@ const labels: Record<FieldName, MessageKey> = {
 };
 const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
+const feishuMsgTypes: FeishuMsgType[] = ['TEXT', 'POST', 'CARD'];
 const multiline = new Set<FieldName>(['content', 'html']);
 
 type Values = Record<FieldName, string>;
-const empty: Values = { accessToken: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
+const empty: Values = { accessToken: '', token: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
 
 const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
 const list = (value: string) =>
@@ -73,6 +78,18 @@ export function SendPage() {
           wait: false,
         },
       }).then((data) => data.sendDing);
+    }
+    if (channel === 'FEISHU') {
+      return gql(SendFeishuDocument, {
+        input: {
+          token: values.token.trim(),
+          secret: orUndefined(values.secret),
+          msgType: values.msgType as FeishuMsgType,
+          title: orUndefined(values.title),
+          content: values.content,
+          wait: false,
+        },
+      }).then((data) => data.sendFeishu);
     }
     if (channel === 'EMAIL') {
       return gql(SendEmailDocument, {
@@ -160,6 +177,8 @@ export function SendPage() {
             value={channel}
             onChange={(event) => {
               setChannel(event.currentTarget.value as Channel);
+              // Each robot has its own message types; TEXT is the one they share.
+              set('msgType', 'TEXT');
               setFieldErrors({});
               setError(null);
               setSent(null);
@@ -184,6 +203,22 @@ export function SendPage() {
             )}
             {textInput('title')}
             {(values.msgType === 'LINK' || values.msgType === 'ACTION_CARD') && textInput('messageUrl', 'url')}
+            {textInput('content')}
+          </>
+        )}
+        {channel === 'FEISHU' && (
+          <>
+            {textInput('token')}
+            {textInput('secret', 'password')}
+            {field(
+              'msgType',
+              <select {...common('msgType')} onChange={(event) => set('msgType', event.currentTarget.value)}>
+                {feishuMsgTypes.map((type) => (
+                  <option value={type}>{type}</option>
+                ))}
+              </select>,
+            )}
+            {values.msgType !== 'TEXT' && textInput('title')}
             {textInput('content')}
           </>
         )}
