@@ -24,7 +24,14 @@ const robotKey = z
 const userId = z
   .string()
   .refine((value) => value === '@all' || /^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$/.test(value), 'must be a WeCom userid (letters, digits, _ - @ .) or @all');
-const mobileOrAll = z.union([z.literal('@all'), mobileNumber], { error: 'must be a mobile number or @all' });
+/** `@all`, or a mobile number checked and normalised to E.164 as for SMS (WeCom gets mainland ones as 11 digits). */
+const mobileOrAll = z.string().transform((value, ctx) => {
+  if (value === '@all') return value;
+  const result = mobileNumber.safeParse(value);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+  return z.NEVER;
+});
 
 const weComSchema = z
   .object({
