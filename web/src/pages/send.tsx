@@ -5,23 +5,39 @@ import {
   SendDingDocument,
   SendEmailDocument,
   SendSmsDocument,
+  SendWeComDocument,
   type Channel,
   type DeliveryRowFragment,
   type DingMsgType,
   type SendDingMutation,
+  type WeComMsgType,
 } from '../graphql/generated';
 import { useI18n, type MessageKey } from '../i18n';
 import { base, followLink } from '../router';
 import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
 
 type Result = SendDingMutation['sendDing'];
-type FieldName = 'accessToken' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
+type FieldName =
+  | 'accessToken'
+  | 'secret'
+  | 'msgType'
+  | 'title'
+  | 'messageUrl'
+  | 'content'
+  | 'to'
+  | 'subject'
+  | 'html'
+  | 'mobile'
+  | 'key'
+  | 'mentionedList'
+  | 'mentionedMobileList';
 
 /** The form of each channel the console can send on; a channel without one is not offered. */
 const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   DING: ['accessToken', 'secret', 'msgType', 'title', 'messageUrl', 'content'],
   EMAIL: ['to', 'subject', 'content', 'html'],
   SMS: ['mobile', 'content'],
+  WECOM: ['key', 'msgType', 'content', 'mentionedList', 'mentionedMobileList'],
 };
 const labels: Record<FieldName, MessageKey> = {
   accessToken: 'send.accessToken',
@@ -34,13 +50,31 @@ const labels: Record<FieldName, MessageKey> = {
   subject: 'send.subject',
   html: 'send.html',
   mobile: 'send.mobile',
+  key: 'send.key',
+  mentionedList: 'send.mentionedList',
+  mentionedMobileList: 'send.mentionedMobileList',
 };
 const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
+const weComMsgTypes: WeComMsgType[] = ['TEXT', 'MARKDOWN'];
 const multiline = new Set<FieldName>(['content', 'html']);
 
 type Values = Record<FieldName, string>;
-const empty: Values = { accessToken: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
+const empty: Values = {
+  accessToken: '',
+  secret: '',
+  msgType: 'TEXT',
+  title: '',
+  messageUrl: '',
+  content: '',
+  to: '',
+  subject: '',
+  html: '',
+  mobile: '',
+  key: '',
+  mentionedList: '',
+  mentionedMobileList: '',
+};
 
 const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
 const list = (value: string) =>
@@ -78,6 +112,20 @@ export function SendPage() {
       return gql(SendEmailDocument, {
         input: { to: list(values.to), subject: orUndefined(values.subject), content: values.content, html: orUndefined(values.html), wait: false },
       }).then((data) => data.sendEmail);
+    }
+    if (channel === 'WECOM') {
+      const text = values.msgType !== 'MARKDOWN';
+      return gql(SendWeComDocument, {
+        input: {
+          key: values.key.trim(),
+          msgType: text ? 'TEXT' : 'MARKDOWN',
+          content: values.content,
+          // Mentions exist on TEXT only: the fields are hidden for MARKDOWN, so what they held is not sent.
+          mentionedList: text ? list(values.mentionedList) : [],
+          mentionedMobileList: text ? list(values.mentionedMobileList) : [],
+          wait: false,
+        },
+      }).then((data) => data.sendWeCom);
     }
     return gql(SendSmsDocument, { input: { mobile: values.mobile.trim(), content: values.content, wait: false } }).then((data) => data.sendSms);
   };
@@ -160,6 +208,8 @@ export function SendPage() {
             value={channel}
             onChange={(event) => {
               setChannel(event.currentTarget.value as Channel);
+              // Message types differ per channel (DingTalk's LINK is not WeCom's): start again from TEXT.
+              set('msgType', 'TEXT');
               setFieldErrors({});
               setError(null);
               setSent(null);
@@ -193,6 +243,26 @@ export function SendPage() {
             {textInput('subject')}
             {textInput('content')}
             {textInput('html')}
+          </>
+        )}
+        {channel === 'WECOM' && (
+          <>
+            {textInput('key', 'password', t('send.keyHint'))}
+            {field(
+              'msgType',
+              <select {...common('msgType')} onChange={(event) => set('msgType', event.currentTarget.value)}>
+                {weComMsgTypes.map((type) => (
+                  <option value={type}>{type}</option>
+                ))}
+              </select>,
+            )}
+            {textInput('content')}
+            {values.msgType !== 'MARKDOWN' && (
+              <>
+                {textInput('mentionedList', 'text', t('send.mentionedListHint'))}
+                {textInput('mentionedMobileList', 'text', t('send.mentionedMobileListHint'))}
+              </>
+            )}
           </>
         )}
         {channel === 'SMS' && (
