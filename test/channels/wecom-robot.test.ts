@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChannelError, type WeComMessage } from '../../src/channels/channel';
 import { weComBody, WeComRobotChannel } from '../../src/channels/wecom-robot';
+import { ConfigError, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { startWeComEmulator, type WeComEmulator } from '../peers/wecom-emulator';
 
@@ -196,3 +197,13 @@ async function startGarbled() {
     close: () => closeServer(server),
   };
 }
+
+describe('WECOM_ROBOT_PER_MINUTE', () => {
+  it('is 19 by default, read when set, and refused above WeCom\'s 20 or below 1', () => {
+    expect(loadConfig({}).wecom).toEqual({ baseUrl: 'https://qyapi.weixin.qq.com', perRobotPerMinute: 19 });
+    expect(loadConfig({ WECOM_ROBOT_PER_MINUTE: '5' }).wecom.perRobotPerMinute).toBe(5);
+    for (const value of ['21', '0', 'many']) {
+      expect(() => loadConfig({ WECOM_ROBOT_PER_MINUTE: value })).toThrow(ConfigError);
+    }
+  });
+});
