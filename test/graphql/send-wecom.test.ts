@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startWeComEmulator, type WeComEmulator } from '../peers/wecom-emulator';
-import { countDeliveries, describeOnStores, rawDeliveryRows, startGatewayOn, type AnyGateway } from '../support/db';
+import { countDeliveries, databaseContents, describeOnStores, rawDeliveryRows, startGatewayOn, type AnyGateway } from '../support/db';
 import { deliveryFields, eventually, startGateway } from '../support/gateway';
 
 const sendWeCom = `mutation($input: SendWeComInput!) {
@@ -218,6 +218,9 @@ describeOnStores('sendWeCom', (kind) => {
     const apiAnswers = JSON.stringify(answers);
     const logs = JSON.stringify(gateway.logs);
     const rows = JSON.stringify(await rawDeliveryRows(gateway));
+    // Every table, attempts' provider messages included (and for SQLite the file and its WAL, as written).
+    const database = await databaseContents(gateway);
+    expect(database.includes(Buffer.from('secret check'))).toBe(true);
     expect(apiAnswers).toContain('robot:');
     expect(logs).toContain('delivery sent');
     expect(rows).toContain('secret check');
@@ -225,6 +228,7 @@ describeOnStores('sendWeCom', (kind) => {
       expect(apiAnswers).not.toContain(leak);
       expect(logs).not.toContain(leak);
       expect(rows).not.toContain(leak);
+      expect(database.includes(Buffer.from(leak))).toBe(false);
     }
   });
 });
