@@ -103,6 +103,13 @@ describeOnStores('sendWeCom', (kind) => {
     expect(other.recipient).not.toBe(first.recipient);
     expect(key.replaceAll('-', '')).not.toContain(first.recipient.slice('robot:'.length));
     expect(emulator.messages.map((message) => message.key)).toEqual([key, key, expect.any(String)]);
+    const { body } = await gateway.graphql(
+      'query($r: String!) { deliveries(recipient: $r, channel: WECOM, first: 50) { edges { node { id } } } }',
+      { r: first.recipient },
+    );
+    answers.push(body);
+    const ids = body.data.deliveries.edges.map((edge: { node: { id: string } }) => edge.node.id);
+    expect(ids.sort()).toEqual([first.id, pasted.id].sort());
   });
 
   it('a wrong key is refused by WeCom: FAILED at once with 93000 and 1 attempt, the key erased', async () => {
