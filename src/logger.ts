@@ -11,7 +11,17 @@ export function createLogger(options: { level: string; pretty: boolean; destinat
     level: options.level,
     base: { service: 'notify-gateway' },
     redact: {
-      paths: ['accessToken', 'secret', '*.accessToken', '*.secret', 'req.headers["ops-token"]', 'headers["ops-token"]'],
+      // `key`: a WeCom robot's only credential. Nothing logs one today; this catches a field added by mistake.
+      paths: [
+        'accessToken',
+        'secret',
+        'key',
+        '*.accessToken',
+        '*.secret',
+        '*.key',
+        'req.headers["ops-token"]',
+        'headers["ops-token"]',
+      ],
       censor: '[redacted]',
     },
   };

@@ -207,3 +207,14 @@ describe('WECOM_ROBOT_PER_MINUTE', () => {
     }
   });
 });
+
+describe('the logger', () => {
+  it('censors a field named key, as it does accessToken and secret', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', pretty: false, destination: { write: (line: string) => lines.push(line) } });
+    const key = crypto.randomUUID();
+    logger.info({ key, message: { key, content: 'x' } }, 'oops');
+    expect(lines.join('')).not.toContain(key);
+    expect(JSON.parse(lines[0])).toMatchObject({ key: '[redacted]', message: { key: '[redacted]', content: 'x' } });
+  });
+});
