@@ -1,6 +1,22 @@
 import type { Logger } from '../logger';
-import { ChannelError, type Channel, type FailureKind, type PacingRule, type SendContext, type SendResult, type WeComMessage } from './channel';
-import { createProviderHttp, isRetryableStatus, parseJson, redact, requestText, unexpectedAnswer, type ProviderHttp } from './provider-http';
+import {
+  ChannelError,
+  type Channel,
+  type FailureKind,
+  type PacingRule,
+  type SendContext,
+  type SendResult,
+  type WeComMessage,
+} from './channel';
+import {
+  createProviderHttp,
+  isRetryableStatus,
+  parseJson,
+  redact,
+  requestText,
+  unexpectedAnswer,
+  type ProviderHttp,
+} from './provider-http';
 
 /** WeCom refuses a text `content` above this many UTF-8 bytes, a markdown `content` above the other. */
 export const weComContentLimitBytes = { TEXT: 2048, MARKDOWN: 4096 } as const;

@@ -23,7 +23,10 @@ const robotKey = z
 /** WeCom userids: 1–64 of letters, digits and `_ - @ .`, starting with a letter or digit; or `@all`. */
 const userId = z
   .string()
-  .refine((value) => value === '@all' || /^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$/.test(value), 'must be a WeCom userid (letters, digits, _ - @ .) or @all');
+  .refine(
+    (value) => value === '@all' || /^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$/.test(value),
+    'must be a WeCom userid (letters, digits, _ - @ .) or @all',
+  );
 /** `@all`, or a mobile number checked and normalised to E.164 as for SMS (WeCom gets mainland ones as 11 digits). */
 const mobileOrAll = z.string().transform((value, ctx) => {
   if (value === '@all') return value;
@@ -60,7 +63,8 @@ const weComSchema = z
     if (input.msgType === 'MARKDOWN') {
       for (const field of ['mentionedList', 'mentionedMobileList'] as const) {
         if (input[field].length > 0) {
-          ctx.addIssue({ code: 'custom', path: [field], message: 'is only supported for TEXT (in MARKDOWN write <@userid> in the content)' });
+          const message = 'is only supported for TEXT (in MARKDOWN write <@userid> in the content)';
+          ctx.addIssue({ code: 'custom', path: [field], message });
         }
       }
     }
