@@ -113,6 +113,7 @@ const envSchema = z
     DINGTALK_ROBOT_PER_MINUTE: int(19, 1).pipe(z.number().max(20)),
     FEISHU_BASE_URL: httpUrl('https://open.feishu.cn'),
     WECOM_BASE_URL: httpUrl('https://qyapi.weixin.qq.com'),
+    WECOM_ROBOT_PER_MINUTE: int(19, 1).pipe(z.number().max(20)),
     WEBHOOK_ALLOWED_HOSTS: z.preprocess(
       emptyAsUndefined,
       z
@@ -265,7 +266,7 @@ export interface Config {
   };
   ding: { baseUrl: string; perRobotPerMinute: number };
   feishu: { baseUrl: string };
-  wecom: { baseUrl: string };
+  wecom: { baseUrl: string; perRobotPerMinute: number };
   /** Hosts a signed webhook may reach even when they resolve to a loopback, private or link-local address. */
   webhook: { allowedHosts: string[] };
   /** Alert-storm digests for the robot channels (ROBOT_DIGEST, on by default). */
@@ -364,7 +365,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     ding: { baseUrl: env.DINGTALK_BASE_URL!, perRobotPerMinute: env.DINGTALK_ROBOT_PER_MINUTE },
     feishu: { baseUrl: env.FEISHU_BASE_URL! },
-    wecom: { baseUrl: env.WECOM_BASE_URL! },
+    wecom: { baseUrl: env.WECOM_BASE_URL!, perRobotPerMinute: env.WECOM_ROBOT_PER_MINUTE },
     webhook: { allowedHosts: env.WEBHOOK_ALLOWED_HOSTS },
     robotDigest: env.ROBOT_DIGEST,
     consoleDir: path.resolve(env.CONSOLE_DIR ?? defaultConsoleDir),

@@ -11,7 +11,20 @@ export function createLogger(options: { level: string; pretty: boolean; destinat
     level: options.level,
     base: { service: 'notify-gateway' },
     redact: {
-      paths: ['accessToken', 'secret', 'token', '*.accessToken', '*.secret', '*.token', 'req.headers["ops-token"]', 'headers["ops-token"]'],
+      // `token` (a Feishu bot's) and `key` (a WeCom robot's only credential): nothing logs one today; these catch a field
+      // added by mistake.
+      paths: [
+        'accessToken',
+        'secret',
+        'token',
+        'key',
+        '*.accessToken',
+        '*.secret',
+        '*.token',
+        '*.key',
+        'req.headers["ops-token"]',
+        'headers["ops-token"]',
+      ],
       censor: '[redacted]',
     },
   };

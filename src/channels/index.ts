@@ -35,6 +35,7 @@ export function createChannels(config: Config, logger: Logger): Channels {
     WECOM: new WeComRobotChannel({
       baseUrl: config.wecom.baseUrl,
       timeoutMs: config.providerTimeoutMs,
+      perMinute: config.wecom.perRobotPerMinute,
       logger: logger.child({ provider: 'wecom' }),
     }),
     WEBHOOK: new SignedWebhookChannel({

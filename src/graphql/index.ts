@@ -5,6 +5,7 @@ import './types/send-ding';
 import './types/send-email';
 import './types/send-sms';
 import './types/send-feishu';
+import './types/send-wecom';
 import './types/deliveries-query';
 import './types/manage-delivery';
 import './types/delivery-updated';

@@ -111,6 +111,18 @@ export const legacyRoutes: Record<string, LegacyRoute> = {
       template: nonEmpty(params.text('template')),
     }),
   },
+  '/api/third/wecom/sendMsg': {
+    channel: 'WECOM',
+    required: ['key', 'content'],
+    names: {},
+    input: (params) => ({
+      key: params.text('key'),
+      content: params.text('content'),
+      msgType: msgType(params.text('msgType')),
+      mentionedList: params.list('mentionedList'),
+      mentionedMobileList: params.list('mentionedMobileList'),
+    }),
+  },
 };
 
 const answer = (code: ErrorCode, data: string, deliveryId?: string): LegacyAnswer => ({

@@ -126,11 +126,32 @@ export type SendSmsInput = {
   wait?: boolean | null | undefined;
 };
 
+/** A message to a WeCom (企业微信) group robot */
+export type SendWeComInput = {
+  /** Text (at most 2048 bytes in UTF-8), or markdown for MARKDOWN (4096) */
+  content: string;
+  /** Same key and payload return the original delivery */
+  idempotencyKey?: string | null | undefined;
+  /** The robot key (the UUID after key= in its webhook URL, or the whole URL); never shown again */
+  key: string;
+  /** TEXT only: userids to @mention, or @all */
+  mentionedList?: Array<string> | null | undefined;
+  /** TEXT only: mobile numbers to @mention, or @all */
+  mentionedMobileList?: Array<string> | null | undefined;
+  msgType?: WeComMsgType | null | undefined;
+  /** Wait for the first attempt (default true) */
+  wait?: boolean | null | undefined;
+};
+
 /** Width of a time bucket; buckets are aligned on UTC minutes, hours and days */
 export type StatsBucket =
   | 'DAY'
   | 'HOUR'
   | 'MINUTE';
+
+export type WeComMsgType =
+  | 'MARKDOWN'
+  | 'TEXT';
 
 export type DeliveryRowFragment = { id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string };
 
@@ -262,6 +283,19 @@ export type SendSmsMutationVariables = Exact<{
 
 
 export type SendSmsMutation = { sendSms:
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string }
+    | { __typename: 'ForbiddenError', message: string }
+    | { __typename: 'IdempotencyConflictError', message: string }
+    | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
+   };
+
+export type SendWeComMutationVariables = Exact<{
+  input: SendWeComInput;
+}>;
+
+
+export type SendWeComMutation = { sendWeCom:
     | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
@@ -717,6 +751,33 @@ export const SendSmsDocument = new TypedDocumentString(`
   createdAt
   updatedAt
 }`) as unknown as TypedDocumentString<SendSmsMutation, SendSmsMutationVariables>;
+export const SendWeComDocument = new TypedDocumentString(`
+    mutation SendWeCom($input: SendWeComInput!) {
+  sendWeCom(input: $input) {
+    __typename
+    ... on Delivery {
+      ...DeliveryRow
+    }
+    ... on ValidationError {
+      fieldErrors {
+        path
+        message
+      }
+    }
+    ... on Error {
+      message
+    }
+  }
+}
+    fragment DeliveryRow on Delivery {
+  id
+  channel
+  status
+  recipient
+  attempts
+  createdAt
+  updatedAt
+}`) as unknown as TypedDocumentString<SendWeComMutation, SendWeComMutationVariables>;
 export const ApiTokensDocument = new TypedDocumentString(`
     query ApiTokens {
   apiTokens {

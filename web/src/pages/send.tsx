@@ -6,18 +6,34 @@ import {
   SendEmailDocument,
   SendFeishuDocument,
   SendSmsDocument,
+  SendWeComDocument,
   type Channel,
   type DeliveryRowFragment,
   type DingMsgType,
   type FeishuMsgType,
   type SendDingMutation,
+  type WeComMsgType,
 } from '../graphql/generated';
 import { useI18n, type MessageKey } from '../i18n';
 import { base, followLink } from '../router';
 import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
 
 type Result = SendDingMutation['sendDing'];
-type FieldName = 'accessToken' | 'token' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
+type FieldName =
+  | 'accessToken'
+  | 'token'
+  | 'secret'
+  | 'msgType'
+  | 'title'
+  | 'messageUrl'
+  | 'content'
+  | 'to'
+  | 'subject'
+  | 'html'
+  | 'mobile'
+  | 'key'
+  | 'mentionedList'
+  | 'mentionedMobileList';
 
 /** The form of each channel the console can send on; a channel without one is not offered. */
 const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
@@ -25,6 +41,7 @@ const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   EMAIL: ['to', 'subject', 'content', 'html'],
   SMS: ['mobile', 'content'],
   FEISHU: ['token', 'secret', 'msgType', 'title', 'content'],
+  WECOM: ['key', 'msgType', 'content', 'mentionedList', 'mentionedMobileList'],
 };
 const labels: Record<FieldName, MessageKey> = {
   accessToken: 'send.accessToken',
@@ -38,14 +55,33 @@ const labels: Record<FieldName, MessageKey> = {
   subject: 'send.subject',
   html: 'send.html',
   mobile: 'send.mobile',
+  key: 'send.key',
+  mentionedList: 'send.mentionedList',
+  mentionedMobileList: 'send.mentionedMobileList',
 };
 const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
 const feishuMsgTypes: FeishuMsgType[] = ['TEXT', 'POST', 'CARD'];
+const weComMsgTypes: WeComMsgType[] = ['TEXT', 'MARKDOWN'];
 const multiline = new Set<FieldName>(['content', 'html']);
 
 type Values = Record<FieldName, string>;
-const empty: Values = { accessToken: '', token: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
+const empty: Values = {
+  accessToken: '',
+  token: '',
+  secret: '',
+  msgType: 'TEXT',
+  title: '',
+  messageUrl: '',
+  content: '',
+  to: '',
+  subject: '',
+  html: '',
+  mobile: '',
+  key: '',
+  mentionedList: '',
+  mentionedMobileList: '',
+};
 
 const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
 const list = (value: string) =>
@@ -95,6 +131,20 @@ export function SendPage() {
       return gql(SendEmailDocument, {
         input: { to: list(values.to), subject: orUndefined(values.subject), content: values.content, html: orUndefined(values.html), wait: false },
       }).then((data) => data.sendEmail);
+    }
+    if (channel === 'WECOM') {
+      const text = values.msgType !== 'MARKDOWN';
+      return gql(SendWeComDocument, {
+        input: {
+          key: values.key.trim(),
+          msgType: text ? 'TEXT' : 'MARKDOWN',
+          content: values.content,
+          // Mentions exist on TEXT only: the fields are hidden for MARKDOWN, so what they held is not sent.
+          mentionedList: text ? list(values.mentionedList) : [],
+          mentionedMobileList: text ? list(values.mentionedMobileList) : [],
+          wait: false,
+        },
+      }).then((data) => data.sendWeCom);
     }
     return gql(SendSmsDocument, { input: { mobile: values.mobile.trim(), content: values.content, wait: false } }).then((data) => data.sendSms);
   };
@@ -177,7 +227,7 @@ export function SendPage() {
             value={channel}
             onChange={(event) => {
               setChannel(event.currentTarget.value as Channel);
-              // Each robot has its own message types; TEXT is the one they share.
+              // Each channel has its own message types (DingTalk's LINK is not WeCom's): start again from TEXT, the one they share.
               set('msgType', 'TEXT');
               setFieldErrors({});
               setError(null);
@@ -228,6 +278,26 @@ export function SendPage() {
             {textInput('subject')}
             {textInput('content')}
             {textInput('html')}
+          </>
+        )}
+        {channel === 'WECOM' && (
+          <>
+            {textInput('key', 'password', t('send.keyHint'))}
+            {field(
+              'msgType',
+              <select {...common('msgType')} onChange={(event) => set('msgType', event.currentTarget.value)}>
+                {weComMsgTypes.map((type) => (
+                  <option value={type}>{type}</option>
+                ))}
+              </select>,
+            )}
+            {textInput('content')}
+            {values.msgType !== 'MARKDOWN' && (
+              <>
+                {textInput('mentionedList', 'text', t('send.mentionedListHint'))}
+                {textInput('mentionedMobileList', 'text', t('send.mentionedMobileListHint'))}
+              </>
+            )}
           </>
         )}
         {channel === 'SMS' && (
