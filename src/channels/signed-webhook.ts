@@ -1,25 +1,145 @@
+import crypto from 'node:crypto';
 import type { Logger } from '../logger';
-import { notImplemented, type Channel, type SendContext, type SendResult, type WebhookMessage } from './channel';
+import { ChannelError, type Channel, type SendContext, type SendResult, type WebhookMessage } from './channel';
+import { createProviderHttp, redact, transportFailure, type ProviderHttp } from './provider-http';
+import { DestinationPolicy, DestinationRefusedError, type Resolver } from './webhook-destination';
+
+export const webhookSecretPrefix = 'whsec_';
+
+/**
+ * Standard Webhooks signature (https://www.standardwebhooks.com, "Signature scheme"):
+ * `v1,` + Base64(HMAC-SHA256(key = base64decode(secret without "whsec_"), id + "." + timestamp + "." + body)).
+ */
+export function signWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
+  const key = Buffer.from(secret.startsWith(webhookSecretPrefix) ? secret.slice(webhookSecretPrefix.length) : secret, 'base64');
+  return `v1,${crypto.createHmac('sha256', key).update(`${id}.${timestampSeconds}.${body}`, 'utf8').digest('base64')}`;
+}
+
+/** The headers of one attempt: the id is the delivery's (the same on every attempt), the timestamp the attempt's. */
+export function webhookHeaders(secret: string, id: string, timestampSeconds: number, body: string): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    'webhook-id': id,
+    'webhook-timestamp': String(timestampSeconds),
+    'webhook-signature': signWebhook(secret, id, timestampSeconds, body),
+  };
+}
+
+/** `Retry-After` as delay-seconds or an HTTP date, in milliseconds from `now`; undefined when absent or unreadable. */
+export function retryAfterMs(value: string | undefined, now: number): number | undefined {
+  if (!value) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** The longest Retry-After honoured: a receiver cannot park a delivery for days. */
+export const maxRetryAfterMs = 60 * 60_000;
+
+/**
+ * How the gateway treats a receiver's status (Standard Webhooks retry convention): 2xx sent; 408, 429 and 5xx retried
+ * (429 as rate-limited, both honouring Retry-After); 3xx permanent, since redirects are not followed (a redirect could
+ * lead to an address the SSRF rules refuse); 410 Gone and every other 4xx permanent.
+ */
+export function classifyWebhookStatus(
+  statusCode: number,
+  retryAfter?: string,
+  now = Date.now(),
+): { kind: 'sent' } | { kind: ChannelError['kind']; retryAfterMs?: number; reason: string } {
+  if (statusCode >= 200 && statusCode < 300) return { kind: 'sent' };
+  const delay = retryAfterMs(retryAfter, now);
+  const capped = delay === undefined ? undefined : Math.min(delay, maxRetryAfterMs);
+  if (statusCode === 429) return { kind: 'rate_limited', retryAfterMs: capped, reason: 'too many requests' };
+  if (statusCode === 408 || statusCode >= 500) {
+    return { kind: 'retryable', retryAfterMs: capped, reason: statusCode === 408 ? 'request timeout' : 'server error' };
+  }
+  if (statusCode >= 300 && statusCode < 400) {
+    return { kind: 'permanent', reason: 'a redirect, which is not followed: give the final URL' };
+  }
+  if (statusCode === 410) return { kind: 'permanent', reason: 'gone: the receiver asks not to send again' };
+  return { kind: 'permanent', reason: statusCode >= 400 && statusCode < 500 ? 'refused' : 'not a success' };
+}
 
 export interface SignedWebhookOptions {
   /** WEBHOOK_ALLOWED_HOSTS: hosts exempt from the SSRF refusal of loopback, private, link-local and metadata addresses. */
   allowedHosts: string[];
   timeoutMs: number;
   logger?: Logger;
+  /** How host names are resolved (tests inject one); the system resolver (dns.lookup, all addresses) by default. */
+  resolve?: Resolver;
+  /** The clock of `webhook-timestamp` (tests). */
+  now?: () => number;
 }
 
-/**
- * Signed outgoing webhook (Standard Webhooks), providers.md §8. A stub: the channel's engineer writes `send` (with
- * provider-http.ts: `createProviderHttp`, `requestText`, `transportFailure`, `unexpectedAnswer`).
- */
+/** How much of a receiver's answer is kept in the attempt log. */
+const answerSnippetLength = 200;
+
+/** Signed outgoing webhook (Standard Webhooks). */
 export class SignedWebhookChannel implements Channel<'WEBHOOK'> {
   readonly channel = 'WEBHOOK';
   readonly provider = 'webhook';
   readonly development = false;
+  readonly destinations: DestinationPolicy;
+  private readonly http: ProviderHttp;
+  private readonly now: () => number;
 
-  constructor(readonly options: SignedWebhookOptions) {}
-
-  async send(_message: WebhookMessage, _context: SendContext): Promise<SendResult> {
-    throw notImplemented(this.channel);
+  constructor(readonly options: SignedWebhookOptions) {
+    this.now = options.now ?? Date.now;
+    this.destinations = new DestinationPolicy(options.allowedHosts, options.resolve);
+    // Redirects are never followed (createProviderHttp): each hop would need the same address check.
+    this.http = createProviderHttp(options.timeoutMs, {
+      dnsLookup: this.destinations.lookup as never,
+      headers: { 'user-agent': 'notify-gateway-webhook' },
+    });
   }
+
+  async send(message: WebhookMessage, context: SendContext): Promise<SendResult> {
+    const url = new URL(message.url);
+    const secrets = [message.secret, url.search.slice(1), ...url.searchParams.values()];
+    try {
+      this.destinations.checkLiteral(url.hostname);
+    } catch (error) {
+      throw refused(error as DestinationRefusedError);
+    }
+    const body = JSON.stringify(message.body);
+    const headers = webhookHeaders(message.secret, context.deliveryId, Math.floor(this.now() / 1000), body);
+    let response: { statusCode: number; body: string; headers: Record<string, string | string[] | undefined> };
+    try {
+      response = await this.http.client.post(url, { body, headers, signal: context.signal });
+    } catch (error) {
+      const cause = findRefusal(error);
+      if (cause) throw refused(cause);
+      // Never got's message: it can carry the URL, and the URL a token in its query.
+      throw transportFailure(error, 'The webhook receiver', this.http.timeoutMs);
+    }
+    const verdict = classifyWebhookStatus(response.statusCode, header(response.headers['retry-after']), Date.now());
+    if (verdict.kind === 'sent') return {};
+    const said = redact(response.body.trim().replace(/\s+/g, ' '), secrets, '[redacted]');
+    const snippet = said ? `: ${said.length > answerSnippetLength ? `${said.slice(0, answerSnippetLength)}…` : said}` : '';
+    throw new ChannelError(
+      verdict.kind,
+      `HTTP_${response.statusCode}`,
+      `The webhook receiver answered HTTP ${response.statusCode} (${verdict.reason})${snippet}`,
+      verdict.retryAfterMs,
+    );
+  }
+
+  async close() {
+    this.http.close();
+  }
+}
+
+const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+function refused(error: DestinationRefusedError): ChannelError {
+  return new ChannelError('permanent', error.code, error.message);
+}
+
+/** The refusal thrown by the lookup, wherever got wrapped it. */
+function findRefusal(error: unknown): DestinationRefusedError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current instanceof DestinationRefusedError) return current;
+  }
+  return undefined;
 }
