@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { ValidationError } from '../errors';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type SendContext, type SendResult, type WebhookMessage } from './channel';
 import { createProviderHttp, redact, transportFailure, type ProviderHttp } from './provider-http';
@@ -72,6 +73,9 @@ export interface SignedWebhookOptions {
   now?: () => number;
 }
 
+/** How long a send waits for DNS before recording anyway (the attempt checks again). */
+const validationLookupMs = 2000;
+
 /** How much of a receiver's answer is kept in the attempt log. */
 const answerSnippetLength = 200;
 
@@ -92,6 +96,23 @@ export class SignedWebhookChannel implements Channel<'WEBHOOK'> {
       dnsLookup: this.destinations.lookup as never,
       headers: { 'user-agent': 'notify-gateway-webhook' },
     });
+  }
+
+  /**
+   * Refuses before recording a URL whose host is a refused literal address, or a name that resolves to one now. A
+   * name that does not resolve (yet) is accepted: DNS may be down for a moment, and each attempt checks again.
+   */
+  async validate(message: WebhookMessage): Promise<void> {
+    const { hostname } = new URL(message.url);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, validationLookupMs)));
+    try {
+      await Promise.race([this.destinations.check(hostname), gaveUp]);
+    } catch (error) {
+      if (error instanceof DestinationRefusedError) throw new ValidationError([{ path: 'url', message: error.message }]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async send(message: WebhookMessage, context: SendContext): Promise<SendResult> {
