@@ -104,8 +104,9 @@ export class SignedWebhookChannel implements Channel<'WEBHOOK'> {
    */
   async validate(message: WebhookMessage): Promise<void> {
     const { hostname } = new URL(message.url);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const gaveUp = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, validationLookupMs)));
+    let giveUp!: () => void;
+    const gaveUp = new Promise<void>((resolve) => (giveUp = resolve));
+    const timer = setTimeout(giveUp, validationLookupMs);
     try {
       await Promise.race([this.destinations.check(hostname), gaveUp]);
     } catch (error) {

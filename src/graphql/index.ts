@@ -4,6 +4,7 @@ import './types/delivery';
 import './types/send-ding';
 import './types/send-email';
 import './types/send-sms';
+import './types/send-webhook';
 import './types/deliveries-query';
 import './types/manage-delivery';
 import './types/delivery-updated';
