@@ -31,6 +31,8 @@ export function retryAfterMs(value: string | undefined, now: number): number | u
   if (!value) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP date (IMF-fixdate, or the obsolete forms Date.parse reads): it names a weekday or a month.
+  if (!/[a-z]{3}/i.test(text)) return undefined;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
@@ -118,7 +120,8 @@ export class SignedWebhookChannel implements Channel<'WEBHOOK'> {
 
   async send(message: WebhookMessage, context: SendContext): Promise<SendResult> {
     const url = new URL(message.url);
-    const secrets = [message.secret, url.search.slice(1), ...url.searchParams.values()];
+    // What a receiver's answer might echo: the secret, and the query (and each of its longer values, often a token).
+    const secrets = [message.secret, url.search.slice(1), ...[...url.searchParams.values()].filter((value) => value.length >= 6)];
     try {
       this.destinations.checkLiteral(url.hostname);
     } catch (error) {
