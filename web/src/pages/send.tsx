@@ -5,6 +5,7 @@ import {
   SendDingDocument,
   SendEmailDocument,
   SendSmsDocument,
+  SendWebhookDocument,
   type Channel,
   type DeliveryRowFragment,
   type DingMsgType,
@@ -15,13 +16,26 @@ import { base, followLink } from '../router';
 import { channels, ErrorMessage, PageHeading, StatusBadge } from './common';
 
 type Result = SendDingMutation['sendDing'];
-type FieldName = 'accessToken' | 'secret' | 'msgType' | 'title' | 'messageUrl' | 'content' | 'to' | 'subject' | 'html' | 'mobile';
+type FieldName =
+  | 'accessToken'
+  | 'secret'
+  | 'msgType'
+  | 'title'
+  | 'messageUrl'
+  | 'content'
+  | 'to'
+  | 'subject'
+  | 'html'
+  | 'mobile'
+  | 'url'
+  | 'body';
 
 /** The form of each channel the console can send on; a channel without one is not offered. */
 const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   DING: ['accessToken', 'secret', 'msgType', 'title', 'messageUrl', 'content'],
   EMAIL: ['to', 'subject', 'content', 'html'],
   SMS: ['mobile', 'content'],
+  WEBHOOK: ['url', 'secret', 'body'],
 };
 const labels: Record<FieldName, MessageKey> = {
   accessToken: 'send.accessToken',
@@ -34,13 +48,18 @@ const labels: Record<FieldName, MessageKey> = {
   subject: 'send.subject',
   html: 'send.html',
   mobile: 'send.mobile',
+  url: 'send.url',
+  body: 'send.body',
 };
+/** Labels that differ by channel: a webhook's secret is a Standard Webhooks whsec_ key, not DingTalk's 加签 secret. */
+const labelOf = (channel: Channel, name: FieldName): MessageKey =>
+  channel === 'WEBHOOK' && name === 'secret' ? 'send.webhookSecret' : labels[name];
 const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
-const multiline = new Set<FieldName>(['content', 'html']);
+const multiline = new Set<FieldName>(['content', 'html', 'body']);
 
 type Values = Record<FieldName, string>;
-const empty: Values = { accessToken: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '' };
+const empty: Values = { accessToken: '', secret: '', msgType: 'TEXT', title: '', messageUrl: '', content: '', to: '', subject: '', html: '', mobile: '', url: '', body: '' };
 
 const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
 const list = (value: string) =>
@@ -61,6 +80,11 @@ export function SendPage() {
   const set = (name: FieldName, value: string) => setValues((current) => ({ ...current, [name]: value }));
 
   const send = (): Promise<Result> => {
+    if (channel === 'WEBHOOK') {
+      return gql(SendWebhookDocument, {
+        input: { url: values.url.trim(), secret: values.secret.trim(), body: JSON.parse(values.body) as unknown, wait: false },
+      }).then((data) => data.sendWebhook);
+    }
     if (channel === 'DING') {
       return gql(SendDingDocument, {
         input: {
@@ -88,6 +112,17 @@ export function SendPage() {
     setError(null);
     setFieldErrors({});
     setSent(null);
+    if (channel === 'WEBHOOK') {
+      // The body is sent as JSON: text that does not parse is the field's error, before anything is sent.
+      try {
+        JSON.parse(values.body);
+      } catch (invalid) {
+        setFieldErrors({ body: [t('send.invalidJson', { message: (invalid as Error).message })] });
+        setBusy(false);
+        document.getElementById('send-body')?.focus();
+        return;
+      }
+    }
     try {
       const result = await send();
       if (result.__typename === 'Delivery') {
@@ -119,7 +154,7 @@ export function SendPage() {
     const errors = fieldErrors[name];
     return (
       <div class={`field${errors ? ' field-invalid' : ''}`}>
-        <label for={`send-${name}`}>{t(labels[name])}</label>
+        <label for={`send-${name}`}>{t(labelOf(channel, name))}</label>
         {input}
         {hint && (
           <span id={`send-${name}-hint`} class="hint">
@@ -193,6 +228,13 @@ export function SendPage() {
             {textInput('subject')}
             {textInput('content')}
             {textInput('html')}
+          </>
+        )}
+        {channel === 'WEBHOOK' && (
+          <>
+            {textInput('url', 'url', t('send.urlHint'))}
+            {textInput('secret', 'password')}
+            {textInput('body')}
           </>
         )}
         {channel === 'SMS' && (
