@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { ValidationError } from '../errors';
 import type { Logger } from '../logger';
 import { ChannelError, type Channel, type SendContext, type SendResult, type WebhookMessage } from './channel';
@@ -78,6 +79,9 @@ export interface SignedWebhookOptions {
 /** How long a send waits for DNS before recording anyway (the attempt checks again). */
 const validationLookupMs = 2000;
 
+/** The most of a receiver's answer body the gateway reads. */
+const answerLimitBytes = 64 * 1024;
+
 /** How much of a receiver's answer is kept in the attempt log. */
 const answerSnippetLength = 200;
 
@@ -130,13 +134,28 @@ export class SignedWebhookChannel implements Channel<'WEBHOOK'> {
     const body = JSON.stringify(message.body);
     const headers = webhookHeaders(message.secret, context.deliveryId, Math.floor(this.now() / 1000), body);
     let response: { statusCode: number; body: string; headers: Record<string, string | string[] | undefined> };
+    // The status and headers as soon as they arrive: an answer body past `answerLimitBytes` is not read (a receiver
+    // could otherwise stream into the gateway's memory until the timeout), and its status is what counts.
+    let head: Omit<typeof response, 'body'> | undefined;
+    const request = this.http.client.post(url, { body, headers, signal: context.signal });
+    // The socket's own response event: got's promise tells of the response only once the body is read.
+    request.on('request', (outgoing: ClientRequest) =>
+      outgoing.once('response', (answer: IncomingMessage) => (head = { statusCode: answer.statusCode ?? 0, headers: answer.headers })),
+    );
+    request.on('downloadProgress', ({ transferred }: { transferred: number }) => {
+      if (transferred > answerLimitBytes) request.cancel();
+    });
     try {
-      response = await this.http.client.post(url, { body, headers, signal: context.signal });
+      response = await request;
     } catch (error) {
-      const cause = findRefusal(error);
-      if (cause) throw refused(cause);
-      // Never got's message: it can carry the URL, and the URL a token in its query.
-      throw transportFailure(error, 'The webhook receiver', this.http.timeoutMs);
+      if (head && request.isCanceled) {
+        response = { ...head, body: '' };
+      } else {
+        const cause = findRefusal(error);
+        if (cause) throw refused(cause);
+        // Never got's message: it can carry the URL, and the URL a token in its query.
+        throw transportFailure(error, 'The webhook receiver', this.http.timeoutMs);
+      }
     }
     const verdict = classifyWebhookStatus(response.statusCode, header(response.headers['retry-after']), Date.now());
     if (verdict.kind === 'sent') return {};

@@ -196,6 +196,15 @@ describe('the signed webhook channel against a receiver that verifies with stand
     expect(again.message).toBe('The webhook receiver answered HTTP 403 (refused): unknown key [redacted]');
   });
 
+  it('reads no more than 64 KiB of an answer: a huge body still counts by its status', async () => {
+    receiver.script({ status: 200, body: 'x'.repeat(5_000_000) });
+    await expect(send()).resolves.toEqual({});
+    receiver.script({ status: 400, body: 'y'.repeat(5_000_000) });
+    expect(await failure(send())).toMatchObject({ kind: 'permanent', code: 'HTTP_400', message: 'The webhook receiver answered HTTP 400 (refused)' });
+    // The connection was dropped, not poisoned: the next send goes through.
+    await expect(send()).resolves.toEqual({});
+  });
+
   it('a slow receiver is a retryable timeout that names no URL', async () => {
     receiver.script({ status: 200, delayMs: 1500 });
     expect(await failure(send())).toEqual({
