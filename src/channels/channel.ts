@@ -130,6 +130,11 @@ export interface Channel<C extends ChannelName = ChannelName> {
   /** How often the provider takes messages for one recipient (a robot), when it limits that: the dispatcher keeps to it. */
   readonly pacing?: PacingRule;
   send(message: MessageByChannel[C], context: SendContext): Promise<SendResult>;
+  /**
+   * Refuses, before anything is recorded, a message this transport would certainly refuse for a reason the input schema
+   * cannot see (a webhook URL that resolves to a refused address): throws a ValidationError. Settles otherwise.
+   */
+  validate?(message: MessageByChannel[C]): Promise<void>;
   /** Settles once the channel can send without a start-up delay (a thread loaded, say); for those that have one. */
   ready?(): Promise<void>;
   close?(): Promise<void>;

@@ -113,6 +113,7 @@ export class DeliveryService {
     }
     const key = this.idempotencyKey(keyInInput ?? options.idempotencyKey);
     const prepared = prepareByChannel[channel](fields);
+    await (this.deps.channels[channel] as Channels[ChannelName]).validate?.(prepared.message as never);
     const { store, secretBox, dispatcher, events } = this.deps;
     const now = this.now();
     const requestHash = key ? secretBox.digest(`${channel}:${stableJson(prepared.message)}`) : null;

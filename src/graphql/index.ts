@@ -6,6 +6,7 @@ import './types/send-email';
 import './types/send-sms';
 import './types/send-feishu';
 import './types/send-wecom';
+import './types/send-webhook';
 import './types/deliveries-query';
 import './types/manage-delivery';
 import './types/delivery-updated';

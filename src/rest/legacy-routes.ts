@@ -123,6 +123,17 @@ export const legacyRoutes: Record<string, LegacyRoute> = {
       mentionedMobileList: params.list('mentionedMobileList'),
     }),
   },
+  // For scripts: POSTs {"content": "<content>"} to `url`, signed with `secret` (Standard Webhooks).
+  '/api/third/webhook/sendMsg': {
+    channel: 'WEBHOOK',
+    required: ['url', 'secret', 'content'],
+    names: { body: 'content' },
+    input: (params) => ({
+      url: params.text('url'),
+      secret: params.text('secret'),
+      body: { content: params.text('content') },
+    }),
+  },
 };
 
 const answer = (code: ErrorCode, data: string, deliveryId?: string): LegacyAnswer => ({

@@ -143,6 +143,20 @@ export type SendWeComInput = {
   wait?: boolean | null | undefined;
 };
 
+/** A JSON body POSTed to a URL, signed per the Standard Webhooks specification (webhook-id, webhook-timestamp, webhook-signature). Loopback, private, link-local and metadata addresses are refused unless the host is in WEBHOOK_ALLOWED_HOSTS */
+export type SendWebhookInput = {
+  /** Any JSON value, sent as is (at most 256 KiB serialized) */
+  body: unknown;
+  /** Same key and payload return the original delivery */
+  idempotencyKey?: string | null | undefined;
+  /** The signing secret, whsec_ + Base64 of 24 to 64 bytes; never shown again */
+  secret: string;
+  /** http(s) URL of the receiver, without user:password@; shown without its query string, which is sealed */
+  url: string;
+  /** Wait for the first attempt (default true) */
+  wait?: boolean | null | undefined;
+};
+
 /** Width of a time bucket; buckets are aligned on UTC minutes, hours and days */
 export type StatsBucket =
   | 'DAY'
@@ -331,6 +345,19 @@ export type RevokeApiTokenMutation = { revokeApiToken:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'InvalidStateError', message: string }
     | { __typename: 'NotFoundError', message: string }
+   };
+
+export type SendWebhookMutationVariables = Exact<{
+  input: SendWebhookInput;
+}>;
+
+
+export type SendWebhookMutation = { sendWebhook:
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string }
+    | { __typename: 'ForbiddenError', message: string }
+    | { __typename: 'IdempotencyConflictError', message: string }
+    | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
 export class TypedDocumentString<TResult, TVariables>
@@ -844,3 +871,30 @@ export const RevokeApiTokenDocument = new TypedDocumentString(`
   lastUsedAt
   revokedAt
 }`) as unknown as TypedDocumentString<RevokeApiTokenMutation, RevokeApiTokenMutationVariables>;
+export const SendWebhookDocument = new TypedDocumentString(`
+    mutation SendWebhook($input: SendWebhookInput!) {
+  sendWebhook(input: $input) {
+    __typename
+    ... on Delivery {
+      ...DeliveryRow
+    }
+    ... on ValidationError {
+      fieldErrors {
+        path
+        message
+      }
+    }
+    ... on Error {
+      message
+    }
+  }
+}
+    fragment DeliveryRow on Delivery {
+  id
+  channel
+  status
+  recipient
+  attempts
+  createdAt
+  updatedAt
+}`) as unknown as TypedDocumentString<SendWebhookMutation, SendWebhookMutationVariables>;

@@ -7,6 +7,7 @@ import {
   SendFeishuDocument,
   SendSmsDocument,
   SendWeComDocument,
+  SendWebhookDocument,
   type Channel,
   type DeliveryRowFragment,
   type DingMsgType,
@@ -33,7 +34,9 @@ type FieldName =
   | 'mobile'
   | 'key'
   | 'mentionedList'
-  | 'mentionedMobileList';
+  | 'mentionedMobileList'
+  | 'url'
+  | 'body';
 
 /** The form of each channel the console can send on; a channel without one is not offered. */
 const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
@@ -42,6 +45,7 @@ const fieldsOf: Partial<Record<Channel, FieldName[]>> = {
   SMS: ['mobile', 'content'],
   FEISHU: ['token', 'secret', 'msgType', 'title', 'content'],
   WECOM: ['key', 'msgType', 'content', 'mentionedList', 'mentionedMobileList'],
+  WEBHOOK: ['url', 'secret', 'body'],
 };
 const labels: Record<FieldName, MessageKey> = {
   accessToken: 'send.accessToken',
@@ -58,12 +62,17 @@ const labels: Record<FieldName, MessageKey> = {
   key: 'send.key',
   mentionedList: 'send.mentionedList',
   mentionedMobileList: 'send.mentionedMobileList',
+  url: 'send.url',
+  body: 'send.body',
 };
+/** Labels that differ by channel: a webhook's secret is a Standard Webhooks whsec_ key, not DingTalk's 加签 secret. */
+const labelOf = (channel: Channel, name: FieldName): MessageKey =>
+  channel === 'WEBHOOK' && name === 'secret' ? 'send.webhookSecret' : labels[name];
 const sendable = channels.filter((channel) => fieldsOf[channel] !== undefined);
 const msgTypes: DingMsgType[] = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'];
 const feishuMsgTypes: FeishuMsgType[] = ['TEXT', 'POST', 'CARD'];
 const weComMsgTypes: WeComMsgType[] = ['TEXT', 'MARKDOWN'];
-const multiline = new Set<FieldName>(['content', 'html']);
+const multiline = new Set<FieldName>(['content', 'html', 'body']);
 
 type Values = Record<FieldName, string>;
 const empty: Values = {
@@ -81,6 +90,8 @@ const empty: Values = {
   key: '',
   mentionedList: '',
   mentionedMobileList: '',
+  url: '',
+  body: '',
 };
 
 const orUndefined = (value: string) => (value.trim() === '' ? undefined : value);
@@ -102,6 +113,11 @@ export function SendPage() {
   const set = (name: FieldName, value: string) => setValues((current) => ({ ...current, [name]: value }));
 
   const send = (): Promise<Result> => {
+    if (channel === 'WEBHOOK') {
+      return gql(SendWebhookDocument, {
+        input: { url: values.url.trim(), secret: values.secret.trim(), body: JSON.parse(values.body) as unknown, wait: false },
+      }).then((data) => data.sendWebhook);
+    }
     if (channel === 'DING') {
       return gql(SendDingDocument, {
         input: {
@@ -155,6 +171,17 @@ export function SendPage() {
     setError(null);
     setFieldErrors({});
     setSent(null);
+    if (channel === 'WEBHOOK') {
+      // The body is sent as JSON: text that does not parse is the field's error, before anything is sent.
+      try {
+        JSON.parse(values.body);
+      } catch (invalid) {
+        setFieldErrors({ body: [t('send.invalidJson', { message: (invalid as Error).message })] });
+        setBusy(false);
+        document.getElementById('send-body')?.focus();
+        return;
+      }
+    }
     try {
       const result = await send();
       if (result.__typename === 'Delivery') {
@@ -186,7 +213,7 @@ export function SendPage() {
     const errors = fieldErrors[name];
     return (
       <div class={`field${errors ? ' field-invalid' : ''}`}>
-        <label for={`send-${name}`}>{t(labels[name])}</label>
+        <label for={`send-${name}`}>{t(labelOf(channel, name))}</label>
         {input}
         {hint && (
           <span id={`send-${name}-hint`} class="hint">
@@ -298,6 +325,13 @@ export function SendPage() {
                 {textInput('mentionedMobileList', 'text', t('send.mentionedMobileListHint'))}
               </>
             )}
+          </>
+        )}
+        {channel === 'WEBHOOK' && (
+          <>
+            {textInput('url', 'url', t('send.urlHint'))}
+            {textInput('secret', 'password')}
+            {textInput('body')}
           </>
         )}
         {channel === 'SMS' && (
