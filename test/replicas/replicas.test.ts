@@ -255,7 +255,9 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
       await adminQuery(`alter database ${database.name} allow_connections true`);
     }
     for (const replica of [...replicas, acceptOnly]) {
-      await eventually(async () => (await replica.get('/readyz', { token: null })).status === 200, 20_000);
+      await eventually(async () => (await replica.get('/readyz', { token: null })).status === 200, 20_000).catch((error: unknown) => {
+        throw new Error(`a replica did not come back: ${String(error)}\n${replica.stderr()}\n${JSON.stringify(replica.logs.slice(-15))}`);
+      });
     }
     await sink.start();
     await eventually(() => ids.every((id) => sink.messagesFor(id).length > 0), 30_000);
