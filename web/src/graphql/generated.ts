@@ -109,7 +109,7 @@ export type StatsBucket =
 
 export type DeliveryRowFragment = { id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string };
 
-export type DeliveryFullFragment = { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null };
+export type DeliveryFullFragment = { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> };
 
 export type ApiTokenFieldsFragment = { id: string, name: string, channels: Array<Channel>, read: ReadScope, createdAt: string, lastUsedAt: string | null, revokedAt: string | null };
 
@@ -145,14 +145,14 @@ export type DeliveryQueryVariables = Exact<{
 }>;
 
 
-export type DeliveryQuery = { delivery: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null } | null };
+export type DeliveryQuery = { delivery: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> } | null };
 
 export type FollowDeliverySubscriptionVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type FollowDeliverySubscription = { deliveryUpdated: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null } };
+export type FollowDeliverySubscription = { deliveryUpdated: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> } };
 
 export type RetryDeliveryMutationVariables = Exact<{
   id: string | number;
@@ -160,7 +160,7 @@ export type RetryDeliveryMutationVariables = Exact<{
 
 
 export type RetryDeliveryMutation = { retryDelivery:
-    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null }
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'InvalidStateError', message: string }
     | { __typename: 'NotFoundError', message: string }
@@ -172,7 +172,7 @@ export type CancelDeliveryMutationVariables = Exact<{
 
 
 export type CancelDeliveryMutation = { cancelDelivery:
-    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null }
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'InvalidStateError', message: string }
     | { __typename: 'NotFoundError', message: string }
@@ -316,6 +316,12 @@ export const DeliveryFullFragmentDoc = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }
@@ -423,6 +429,12 @@ export const DeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<DeliveryQuery, DeliveryQueryVariables>;
@@ -457,6 +469,12 @@ export const FollowDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<FollowDeliverySubscription, FollowDeliverySubscriptionVariables>;
@@ -497,6 +515,12 @@ export const RetryDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<RetryDeliveryMutation, RetryDeliveryMutationVariables>;
@@ -537,6 +561,12 @@ export const CancelDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<CancelDeliveryMutation, CancelDeliveryMutationVariables>;
