@@ -15,6 +15,7 @@ afterEach(async () => {
 const sendDing = `mutation($input: SendDingInput!) { sendDing(input: $input) { __typename ... on Delivery { id } ... on Error { message } } }`;
 
 async function storm(count: number, env: Record<string, string>) {
+  fs.mkdirSync('test-output', { recursive: true });
   const robot = { accessToken: crypto.randomBytes(32).toString('hex'), secret: `SEC${crypto.randomBytes(32).toString('hex')}` };
   const emulator = await startDingTalkEmulator({ robots: { [robot.accessToken]: robot.secret } });
   cleanups.push(() => emulator.close());
@@ -32,6 +33,13 @@ async function storm(count: number, env: Record<string, string>) {
     ids.push(...answers.map(({ body }) => body.data.sendDing.id as string));
   }
   const sentAllAt = Date.now();
+  const progress = setInterval(async () => {
+    const rows = await gateway.store.getDeliveries(ids);
+    const counts: Record<string, number> = {};
+    for (const row of rows) counts[row.status] = (counts[row.status] ?? 0) + 1;
+    fs.appendFileSync('test-output/digest-storm.progress', `${Date.now() - firstAt} ms ${JSON.stringify(counts)} messages ${emulator.messages.length}\n`);
+  }, 5000);
+  cleanups.push(() => clearInterval(progress));
   await eventually(async () => (await gateway.store.getDeliveries(ids)).every((row) => row.status === 'SENT'), 10 * 60_000);
   const lastAt = Math.max(...emulator.messages.map((message) => message.receivedAt));
   expect(emulator.rejected).toBe(0);
