@@ -176,7 +176,7 @@ export class Dispatcher {
       if (!slot) return;
     }
 
-    const startedAt = this.now();
+    let startedAt = this.now();
     let result: SendResult | undefined;
     let failure: ChannelError | undefined;
     const controller = new AbortController();
@@ -203,6 +203,9 @@ export class Dispatcher {
         : null;
       const message = messageFromStored(JSON.parse(delivery.payload) as Record<string, unknown>, secrets);
       fold = await this.foldDigest(delivery, channel, message);
+      // The robot counts the message when it arrives: a fold's time (a transaction, a render) must not make the
+      // attempt look older than it is to the pacing window.
+      if (fold) startedAt = this.now();
       result = await Promise.race([
         channel.send((fold?.message ?? message) as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
         abandoned,
