@@ -5,6 +5,7 @@ import type { Channels } from './channels/channel';
 import type { Config } from './config';
 import type { ChannelName, DeliveryRow } from './db/schema';
 import type { Store } from './db/store';
+import { Digests } from './digest/digests';
 import { Dispatcher } from './delivery/dispatcher';
 import { DeliveryEvents } from './delivery/events';
 import { DeliveryService } from './delivery/service';
@@ -52,7 +53,8 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     );
   }
   const metrics = new GatewayMetrics({ store, logger });
-  const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config });
+  const digests = config.robotDigest ? new Digests({ store, events, logger }) : undefined;
+  const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config, digests });
   dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
   const observer = {
     accepted: (delivery: DeliveryRow) => metrics.deliveryAccepted(delivery),

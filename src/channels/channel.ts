@@ -1,4 +1,5 @@
 import type { ChannelName } from '../db/schema';
+import type { DigestEntry, MarkupFamily, RenderedDigest } from '../digest/render';
 
 /** The DingTalk message types: the one list the zod schema and the GraphQL enum are built from. */
 export const dingMsgTypes = ['TEXT', 'MARKDOWN', 'LINK', 'ACTION_CARD'] as const;
@@ -120,6 +121,25 @@ export interface PacingRule {
   muteMs: number;
 }
 
+/**
+ * What a robot channel needs for alert-storm digests (src/digest/): which markup family renders them, how large one
+ * message may be, and how its messages fold and carry a digest.
+ */
+export interface ChannelDigest<M> {
+  family: MarkupFamily;
+  /** The provider's size limit, in the bytes `size` counts. */
+  maxBytes: number;
+  /**
+   * What a message contributes to a digest, from its stored (non-secret) fields and the time it was recorded; undefined
+   * when a digest would lose something of it (a mention the family cannot carry, say): it then goes alone.
+   */
+  entry(fields: Partial<M>, createdAt: number): DigestEntry | undefined;
+  /** The message that carries `digest`, sent with the carrier's credentials (`carrier` is its own message). */
+  build(carrier: M, digest: RenderedDigest): M;
+  /** What the provider counts against `maxBytes` for this message. */
+  size(message: M): number;
+}
+
 /** One transport of one channel. Every provider implements this and nothing else. */
 export interface Channel<C extends ChannelName = ChannelName> {
   readonly channel: C;
@@ -129,6 +149,8 @@ export interface Channel<C extends ChannelName = ChannelName> {
   readonly development: boolean;
   /** How often the provider takes messages for one recipient (a robot), when it limits that: the dispatcher keeps to it. */
   readonly pacing?: PacingRule;
+  /** Alert-storm digests (robot channels): with pacing, a backlog beyond what the pace lets out folds into digests. */
+  readonly digest?: ChannelDigest<MessageByChannel[C]>;
   send(message: MessageByChannel[C], context: SendContext): Promise<SendResult>;
   /**
    * Refuses, before anything is recorded, a message this transport would certainly refuse for a reason the input schema

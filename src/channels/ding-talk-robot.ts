@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
+import { dingTalkDigest } from '../digest/robots';
 import type { Logger } from '../logger';
-import { ChannelError, type Channel, type DingMessage, type PacingRule, type FailureKind, type SendContext, type SendResult } from './channel';
+import { ChannelError, type Channel, type ChannelDigest, type DingMessage, type PacingRule, type FailureKind, type SendContext, type SendResult } from './channel';
 import { createProviderHttp, isRetryableStatus, parseJson, redact, requestText, unexpectedAnswer, type ProviderHttp } from './provider-http';
 
 /** DingTalk 加签: Base64(HmacSHA256(key = secret, timestamp + "\n" + secret)). Not yet URL-encoded. */
@@ -123,6 +124,8 @@ export class DingTalkRobotChannel implements Channel<'DING'> {
   readonly provider = 'dingtalk';
   readonly development = false;
   readonly pacing: PacingRule;
+  /** Alert-storm digests: markdown with the union of the folded messages' mentions, under DingTalk's body limit. */
+  readonly digest: ChannelDigest<DingMessage> = dingTalkDigest({ maxBytes: dingTalkBodyLimitBytes, body: dingTalkBody });
   private readonly http: ProviderHttp;
   private readonly now: () => number;
 

@@ -28,6 +28,7 @@ export const deliveries = pgTable(
     createdAt: epochMs().notNull(),
     updatedAt: epochMs().notNull(),
     sentAt: epochMs(),
+    digestId: text(),
   },
   (table) => [
     index('deliveries_created_idx').on(table.createdAt, table.id),
@@ -46,6 +47,8 @@ export const deliveries = pgTable(
       .on(table.claimedUntil)
       .where(sql`${table.status} = 'SENDING'`),
     uniqueIndex('deliveries_idempotency_idx').on(table.callerId, table.idempotencyKey),
+    // What a digest carried, and what a failed digest hands back.
+    index('deliveries_digest_idx').on(table.digestId),
   ],
 );
 

@@ -12,6 +12,7 @@ import {
   type ChannelCount,
   type DeliveryFilter,
   type DeliveryPatch,
+  type FoldRequest,
   type InsertOutcome,
   type KeysetPage,
   type NewAttempt,
@@ -27,6 +28,8 @@ import {
 import {
   attemptEffect,
   deferredEffect,
+  digestOutcomeEffect,
+  foldedEffect,
   heldAttemptEffect,
   interruptedEffect,
   limitRetryAfterMs,
@@ -392,6 +395,72 @@ export class PostgresStore implements Store {
     const text = `update deliveries set ${assignments.join(', ')} where id = $1${statuses} returning ${deliveryColumns}`;
     const { rows } = await client.query<DeliveryRow>({ name: `update:${hash(text)}`, text, values });
     return rows[0];
+  }
+
+  async foldDigest(request: FoldRequest, choose: (waiting: DeliveryRow[]) => string[]): Promise<DeliveryRow[]> {
+    const { channel, recipient, carrierId, claimedUntil, now } = request;
+    return this.transaction(async (client) => {
+      // One fold per recipient at a time, whichever replica folds; the rows read are locked against claims (claimDue
+      // skips locked rows, and a row it holds is skipped here), so no delivery is folded twice or folded and sent alone.
+      await this.lock(client, `digest:${channel}:${recipient}`);
+      const { rows: waiting } = await client.query<DeliveryRow>({
+        name: 'digest-waiting',
+        text: `select ${deliveryColumns} from deliveries
+               where recipient = $1 and status in ('QUEUED', 'RETRYING') and channel = $2 and id <> $3
+               order by created_at, id limit $4 for update skip locked`,
+        values: [recipient, channel, carrierId, request.limit],
+      });
+      if (waiting.length <= request.threshold) return [];
+      const chosen = new Set(choose(waiting));
+      if (chosen.size === 0) return [];
+      const { rows: carrier } = await client.query<{ id: string }>({
+        name: 'digest-carrier',
+        text: `update deliveries set digest_id = $1, updated_at = $3
+               where id = $1 and status = 'SENDING' and claimed_until = $2 returning id`,
+        values: [carrierId, claimedUntil, now],
+      });
+      if (carrier.length === 0) throw new Error(`delivery ${carrierId} is no longer held by this attempt`);
+      const ids = waiting.filter((delivery) => chosen.has(delivery.id)).map((delivery) => delivery.id);
+      const values: unknown[] = [ids];
+      const assignments = patchEntries(foldedEffect(carrierId, claimedUntil, now)).map(
+        ([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`,
+      );
+      const { rows } = await client.query<DeliveryRow>({
+        name: 'digest-fold',
+        text: `update deliveries set ${assignments.join(', ')}
+               where id = any($1::text[]) and status in ('QUEUED', 'RETRYING') returning ${deliveryColumns}`,
+        values,
+      });
+      return rows.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    });
+  }
+
+  private async unfoldCarrier(client: pg.PoolClient, carrierId: string): Promise<DeliveryRow[]> {
+    await client.query({ name: 'digest-unfold-carrier', text: 'update deliveries set digest_id = null where id = $1', values: [carrierId] });
+    return [];
+  }
+
+  async settleDigest(carrierId: string, sent: boolean, now: number): Promise<DeliveryRow[]> {
+    return this.transaction(async (client) => {
+      if (!sent) await this.unfoldCarrier(client, carrierId);
+      const values: unknown[] = [carrierId];
+      const assignments = patchEntries(digestOutcomeEffect(sent, now)).map(
+        ([key, value]) => `"${deliveryNames.get(key)}" = $${values.push(value)}`,
+      );
+      const text = `update deliveries set ${assignments.join(', ')}
+                    where digest_id = $1 and id <> $1 and status = 'SENDING' returning ${deliveryColumns}`;
+      const { rows } = await client.query<DeliveryRow>({ name: `digest-settle:${hash(text)}`, text, values });
+      return rows;
+    });
+  }
+
+  async listFolded(carrierId: string): Promise<DeliveryRow[]> {
+    const { rows } = await this.pool.query<DeliveryRow>({
+      name: 'digest-folded',
+      text: `select ${deliveryColumns} from deliveries where digest_id = $1 order by created_at, id`,
+      values: [carrierId],
+    });
+    return rows;
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {

@@ -26,6 +26,8 @@ export const deliveries = sqliteTable(
     createdAt: integer().notNull(),
     updatedAt: integer().notNull(),
     sentAt: integer(),
+    /** The delivery whose digest carried this one (itself for the carrier); null unless folded into an alert-storm digest. */
+    digestId: text(),
   },
   (table) => [
     index('deliveries_created_idx').on(table.createdAt, table.id),
@@ -44,6 +46,8 @@ export const deliveries = sqliteTable(
       .on(table.claimedUntil)
       .where(sql`${table.status} = 'SENDING'`),
     uniqueIndex('deliveries_idempotency_idx').on(table.callerId, table.idempotencyKey),
+    // What a digest carried, and what a failed digest hands back.
+    index('deliveries_digest_idx').on(table.digestId),
   ],
 );
 

@@ -10,6 +10,7 @@ import {
   reservationId,
   type DeliveryFilter,
   type DeliveryPatch,
+  type FoldRequest,
   type InsertOutcome,
   type KeysetPage,
   type NewAttempt,
@@ -22,7 +23,17 @@ import {
   type StatusCount,
   type Store,
 } from './store';
-import { attemptEffect, deferredEffect, heldAttemptEffect, interruptedEffect, limitRetryAfterMs, limitWindowStart, patchEntries } from './store-rules';
+import {
+  attemptEffect,
+  deferredEffect,
+  digestOutcomeEffect,
+  foldedEffect,
+  heldAttemptEffect,
+  interruptedEffect,
+  limitRetryAfterMs,
+  limitWindowStart,
+  patchEntries,
+} from './store-rules';
 
 // Literal (not bound) statuses, so SQLite can prove the partial indexes apply.
 const isPending = sql`${deliveries.status} in ('QUEUED', 'RETRYING')`;
@@ -458,6 +469,46 @@ export class SqliteStore implements Store {
 
   private lastAttemptNumber(deliveryId: string): number | null {
     return (this.prepared(lastAttemptNumberSql).get(deliveryId) as { number: number | null }).number;
+  }
+
+  async foldDigest(request: FoldRequest, choose: (waiting: DeliveryRow[]) => string[]): Promise<DeliveryRow[]> {
+    // Inside the write transaction: SQLite serialises writers, so no claim or other fold sees these rows meanwhile.
+    return this.write(() => {
+      const { channel, recipient, carrierId, claimedUntil, now } = request;
+      const waiting = this.prepared(
+        `select ${deliveryColumns} from deliveries indexed by deliveries_pending_recipient_idx
+         where recipient = ? and status in ('QUEUED', 'RETRYING') and channel = ? and id <> ?
+         order by created_at, id limit ?`,
+      ).all(recipient, channel, carrierId, request.limit) as DeliveryRow[];
+      if (waiting.length <= request.threshold) return [];
+      const chosen = new Set(choose(waiting));
+      if (chosen.size === 0) return [];
+      const carrier = this.updateDelivery(carrierId, { digestId: carrierId, updatedAt: now }, { fromStatuses: ['SENDING'] });
+      if (!carrier || carrier.claimedUntil !== claimedUntil) throw new Error(`delivery ${carrierId} is no longer held by this attempt`);
+      const folded: DeliveryRow[] = [];
+      for (const delivery of waiting) {
+        if (!chosen.has(delivery.id)) continue;
+        const row = this.updateDelivery(delivery.id, foldedEffect(carrierId, claimedUntil, now), { fromStatuses: ['QUEUED', 'RETRYING'] });
+        if (row) folded.push(row);
+      }
+      return folded;
+    }, { paced: true });
+  }
+
+  async settleDigest(carrierId: string, sent: boolean, now: number): Promise<DeliveryRow[]> {
+    return this.write(() => {
+      const rows = this.prepared(
+        `select id from deliveries indexed by deliveries_digest_idx where digest_id = ? and id <> ? and status = 'SENDING'`,
+      ).all(carrierId, carrierId) as { id: string }[];
+      if (!sent) this.prepared('update deliveries set digest_id = null where id = ?').run(carrierId);
+      return rows.map(({ id }) => this.updateDelivery(id, digestOutcomeEffect(sent, now), { fromStatuses: ['SENDING'] })!);
+    }, { paced: true });
+  }
+
+  async listFolded(carrierId: string): Promise<DeliveryRow[]> {
+    return this.prepared(
+      `select ${deliveryColumns} from deliveries indexed by deliveries_digest_idx where digest_id = ? order by created_at, id`,
+    ).all(carrierId) as DeliveryRow[];
   }
 
   async transition(id: string, fromStatuses: readonly DeliveryRow['status'][], patch: DeliveryPatch) {

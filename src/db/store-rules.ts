@@ -15,6 +15,7 @@ const patchable = new Set<string>([
   'claimedUntil',
   'sentAt',
   'sealedSecrets',
+  'digestId',
   'updatedAt',
 ]);
 
@@ -99,9 +100,28 @@ export function interruptedEffect(
     },
     changes:
       number >= maxAttempts
-        ? { ...lastError, status: 'FAILED', attempts: number, claimedUntil: null, nextAttemptAt: null, sealedSecrets: null, updatedAt: now }
-        : { ...lastError, status: 'RETRYING', attempts: number, claimedUntil: null, nextAttemptAt: now, updatedAt: now },
+        ? { ...lastError, status: 'FAILED', attempts: number, claimedUntil: null, nextAttemptAt: null, sealedSecrets: null, digestId: null, updatedAt: now }
+        : { ...lastError, status: 'RETRYING', attempts: number, claimedUntil: null, nextAttemptAt: now, digestId: null, updatedAt: now },
   };
+}
+
+/**
+ * A waiting delivery folded into a digest: held under the carrier's claim (so a carrier that dies takes it down with it,
+ * and `releaseClaims` hands it back), not attempted on its own.
+ */
+export function foldedEffect(carrierId: string, claimedUntil: number, now: number): DeliveryPatch & { updatedAt: number } {
+  return { status: 'SENDING', digestId: carrierId, claimedUntil, updatedAt: now };
+}
+
+/**
+ * What a digest's outcome does to the deliveries it folded. Sent: SENT with the carrier's time, no attempt of their own
+ * (a robot's pacing counts attempts; the digest's is on the carrier). Not sent: back in the queue, due now and no longer
+ * folded, their own attempts untouched: each goes alone or into the next digest, and keeps its own retry rules.
+ */
+export function digestOutcomeEffect(sent: boolean, now: number): DeliveryPatch & { updatedAt: number } {
+  return sent
+    ? { status: 'SENT', sentAt: now, claimedUntil: null, nextAttemptAt: null, lastErrorCode: null, lastErrorMessage: null, sealedSecrets: null, updatedAt: now }
+    : { status: 'QUEUED', digestId: null, claimedUntil: null, nextAttemptAt: now, updatedAt: now };
 }
 
 /** A paced delivery sent back to wait for its turn: not attempted, its claim given up. */

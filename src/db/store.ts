@@ -58,6 +58,7 @@ export type DeliveryPatch = Partial<
     | 'claimedUntil'
     | 'sentAt'
     | 'sealedSecrets'
+    | 'digestId'
   >
 >;
 
@@ -119,6 +120,20 @@ export type PacingOutcome = { reserved: true } | { reserved: false; turn: number
 
 export const reservationId = (deliveryId: string, number: number) => `${deliveryId}#${number}`;
 
+/** A delivery whose attempt is about to start may carry the others waiting for the same recipient (an alert-storm digest). */
+export interface FoldRequest {
+  channel: ChannelName;
+  recipient: string;
+  /** The delivery that carries the digest: SENDING under `claimedUntil`, with its pacing slot reserved. */
+  carrierId: string;
+  claimedUntil: number;
+  now: number;
+  /** Fold only when more than this many deliveries wait for the recipient (what its pace lets out in the next minute). */
+  threshold: number;
+  /** Read at most this many waiting deliveries, oldest first. */
+  limit: number;
+}
+
 /** Tells the other processes on the same database which deliveries changed, and hears of theirs: ids only. */
 export interface ChangeFeed {
   /** Deliveries this process changed (committed). */
@@ -174,6 +189,21 @@ export interface Store {
    * attempt is recorded.
    */
   finishAttempt(deliveryId: string, attempt: NewAttempt, patch: DeliveryPatch, claimedUntil?: number): Promise<DeliveryRow>;
+  /**
+   * Folds deliveries waiting for the carrier's recipient (QUEUED or RETRYING, oldest first) into its digest, in one
+   * transaction no claim or other fold can interleave with, in this process or another: when more than
+   * `request.threshold` wait, `choose` picks among them (by size, mentions) and those move to SENDING under the carrier's
+   * claim with `digestId` set to the carrier (the carrier's own `digestId` too). Returns the folded ones, or [] when
+   * nothing was folded (the carrier then sends its own message alone).
+   */
+  foldDigest(request: FoldRequest, choose: (waiting: DeliveryRow[]) => string[]): Promise<DeliveryRow[]>;
+  /**
+   * Ends a digest after its carrier's attempt was recorded: `sent`, the deliveries it folded are SENT; otherwise they go
+   * back to the queue, due now, no longer folded (and the carrier's own `digestId` is cleared). Returns them as they are now.
+   */
+  settleDigest(carrierId: string, sent: boolean, now: number): Promise<DeliveryRow[]>;
+  /** The deliveries a digest carried (its carrier included), oldest first. */
+  listFolded(carrierId: string): Promise<DeliveryRow[]>;
   /** Applies `patch` only while the delivery is in one of `fromStatuses`; undefined when it was not. */
   transition(id: string, fromStatuses: readonly DeliveryStatus[], patch: DeliveryPatch): Promise<DeliveryRow | undefined>;
   countByStatus(): Promise<StatusCount[]>;

@@ -2,6 +2,7 @@ import { ChannelError, type Channels, type PacingRule, type SendResult } from '.
 import type { Config } from '../config';
 import type { DeliveryRow } from '../db/schema';
 import type { DeliveryPatch, NewAttempt, Store } from '../db/store';
+import type { Digests, Fold } from '../digest/digests';
 import type { Logger } from '../logger';
 import type { SecretBox } from '../secrets';
 import type { DeliveryEvents } from './events';
@@ -17,6 +18,8 @@ export interface DispatcherDeps {
   config: Pick<Config, 'dispatch' | 'providerTimeoutMs'>;
   now?: () => number;
   random?: () => number;
+  /** Alert-storm digests for paced robot channels (ROBOT_DIGEST); without, every message goes alone. */
+  digests?: Digests;
 }
 
 /** When an attempt's signal aborts: channels time out on their own at PROVIDER_TIMEOUT_MS, this is the backstop. */
@@ -173,13 +176,14 @@ export class Dispatcher {
       if (!slot) return;
     }
 
-    const startedAt = this.now();
+    let startedAt = this.now();
     let result: SendResult | undefined;
     let failure: ChannelError | undefined;
     const controller = new AbortController();
     let settled = false;
     let giveUp: NodeJS.Timeout | undefined;
     let abandon!: (error: ChannelError) => void;
+    let fold: Fold<unknown> | undefined;
     // A channel that ignores the signal still ends inside the claim's lease; one that honours it decides the outcome
     // (an answer that arrived is not thrown away: giving up on a send the provider took makes a duplicate).
     const abandoned = new Promise<never>((_resolve, reject) => (abandon = reject));
@@ -198,8 +202,12 @@ export class Dispatcher {
         ? this.deps.secretBox.open<Record<string, unknown>>(delivery.sealedSecrets)
         : null;
       const message = messageFromStored(JSON.parse(delivery.payload) as Record<string, unknown>, secrets);
+      fold = await this.foldDigest(delivery, channel, message);
+      // The robot counts the message when it arrives: a fold's time (a transaction, a render) must not make the
+      // attempt look older than it is to the pacing window.
+      if (fold) startedAt = this.now();
       result = await Promise.race([
-        channel.send(message as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
+        channel.send((fold?.message ?? message) as never, { deliveryId: delivery.id, attempt: number, signal: controller.signal }),
         abandoned,
       ]);
     } catch (error) {
@@ -230,6 +238,7 @@ export class Dispatcher {
       const updated = await store.finishAttempt(delivery.id, attempt, patch, delivery.claimedUntil ?? undefined);
       events.publish(updated);
       for (const observer of this.observers) observer({ delivery: updated, attempt });
+      if (fold) await this.deps.digests!.settle(updated, updated.status === 'SENT', finishedAt);
       if (failure) {
         logger.warn(
           { ...about, attempt: number, status: updated.status, code: failure.code, nextAttemptAt: updated.nextAttemptAt },
@@ -242,6 +251,18 @@ export class Dispatcher {
       // Not recorded: the claim lapses and the delivery is attempted again (at-least-once); a pacing reservation
       // keeps counting until then, as the attempt most likely reached the provider.
       logger.error({ ...about, err: error, attempt: number }, 'could not record the attempt');
+    }
+  }
+
+  /** The digest this attempt carries instead of its own message, if its robot has a backlog (see src/digest/). */
+  private async foldDigest(delivery: DeliveryRow, channel: Channels[keyof Channels], message: unknown): Promise<Fold<unknown> | undefined> {
+    if (!this.deps.digests || !channel.digest) return undefined;
+    try {
+      return await this.deps.digests.fold(delivery, channel, message, this.now());
+    } catch (error) {
+      // Nothing was folded (the fold is one transaction): the message goes alone.
+      this.deps.logger.error({ err: error, deliveryId: delivery.id }, 'could not fold a digest; sending the message alone');
+      return undefined;
     }
   }
 

@@ -172,6 +172,11 @@ export class DeliveryService {
     return delivery && this.canRead(delivery, caller) ? delivery : undefined;
   }
 
+  /** The deliveries a digest carried (its carrier first among equals, oldest first) that this caller may read. */
+  async listFolded(carrierId: string, caller: Caller): Promise<DeliveryRow[]> {
+    return (await this.deps.store.listFolded(carrierId)).filter((row) => this.canRead(row, caller));
+  }
+
   async getDeliveries(ids: readonly string[], caller: Caller): Promise<(DeliveryRow | undefined)[]> {
     const rows = await this.deps.store.getDeliveries(ids);
     const byId = new Map(rows.filter((row) => this.canRead(row, caller)).map((row) => [row.id, row]));

@@ -60,6 +60,7 @@ describe.each(kinds)('Store contract: %s', (kind) => {
       providerMessageId: null,
       claimedUntil: null,
       sentAt: null,
+      digestId: null,
     };
     expect(outcome).toEqual({ kind: 'created', delivery: expected });
     expect(await store.getDelivery(row.id)).toEqual(expected);
@@ -304,6 +305,77 @@ describe.each(kinds)('Store contract: %s', (kind) => {
       },
     );
     expect(seen).toEqual({ attemptStarts: [now - 1000], underway: 0, mutedAt: now - 1000, turns: [now + 10 * minuteMs] });
+  });
+
+  test('digests: folds what waits for the recipient past the threshold, never one delivery twice, and settles them', async () => {
+    const robot = 'robot:digest';
+    const now = Date.now();
+    const rows = [];
+    for (let n = 0; n < 40; n++) rows.push(await created({ channel: 'DING', recipient: robot, createdAt: now + n, nextAttemptAt: now + n }));
+    await created({ channel: 'DING', recipient: 'robot:other', nextAttemptAt: now + 1000 });
+    const cancelled = rows[10]!;
+    await store.transition(cancelled.id, ['QUEUED'], { status: 'CANCELLED', nextAttemptAt: null });
+    const carriers = await store.claimDue(now + 3, 4, now + 30_000);
+    expect(carriers.map((row) => row.id).sort()).toEqual(rows.slice(0, 4).map((row) => row.id).sort());
+    const request = (carrier: DeliveryRow) => ({
+      channel: 'DING' as const,
+      recipient: robot,
+      carrierId: carrier.id,
+      claimedUntil: carrier.claimedUntil!,
+      now,
+      threshold: 19,
+      limit: 100,
+    });
+    // Four carriers, on as many connections, fold at once: each takes up to 12 of those waiting, oldest first.
+    const writers = [store, await stores.another(), await stores.another(), await stores.another()];
+    const seen: number[] = [];
+    const folds = await Promise.all(
+      carriers.map((carrier, index) =>
+        writers[index]!.foldDigest(request(carrier), (waiting) => {
+          seen.push(waiting.length);
+          expect(waiting.map((row) => row.id)).not.toContain(cancelled.id);
+          return waiting.slice(0, 12).map((row) => row.id);
+        }),
+      ),
+    );
+    const folded = folds.flat();
+    // 35 waited (40, less 4 carriers and 1 cancelled): 12 and 12 folded, then 11 (not above 19) left to go alone.
+    expect(folded).toHaveLength(24);
+    expect(new Set(folded.map((row) => row.id)).size).toBe(24);
+    expect(folds.filter((fold) => fold.length > 0)).toHaveLength(2);
+    for (const row of folded) expect(row).toMatchObject({ status: 'SENDING', attempts: 0 });
+    const [first, second] = folds.flatMap((fold, index) => (fold.length > 0 ? [{ fold, carrier: carriers[index]! }] : []));
+    expect(first!.fold.every((row) => row.digestId === first!.carrier.id && row.claimedUntil === first!.carrier.claimedUntil)).toBe(true);
+    expect((await store.listFolded(first!.carrier.id)).map((row) => row.id).sort()).toEqual(
+      [first!.carrier.id, ...first!.fold.map((row) => row.id)].sort(),
+    );
+
+    // Sent: SENT, no attempt of their own. Not sent: back in the queue, due now, no longer folded (the carrier too).
+    const sent = await store.settleDigest(first!.carrier.id, true, now + 100);
+    expect(sent).toHaveLength(12);
+    for (const row of sent) expect(row).toMatchObject({ status: 'SENT', sentAt: now + 100, digestId: first!.carrier.id, attempts: 0, claimedUntil: null });
+    const back = await store.settleDigest(second!.carrier.id, false, now + 100);
+    expect(back).toHaveLength(12);
+    for (const row of back) expect(row).toMatchObject({ status: 'QUEUED', nextAttemptAt: now + 100, digestId: null, claimedUntil: null });
+    expect((await store.getDelivery(second!.carrier.id))!.digestId).toBeNull();
+    expect(await store.listFolded(second!.carrier.id)).toEqual([]);
+    // The other robot's delivery was never a candidate.
+    expect(seen.every((count) => count <= 35)).toBe(true);
+  });
+
+  test('digests: a fold for a carrier that no longer holds its claim folds nothing', async () => {
+    const robot = 'robot:lapsed';
+    const now = Date.now();
+    for (let n = 0; n < 30; n++) await created({ channel: 'DING', recipient: robot, createdAt: now + n, nextAttemptAt: now + n });
+    const [carrier] = await store.claimDue(now, 1, now + 30_000);
+    await expect(
+      store.foldDigest(
+        { channel: 'DING', recipient: robot, carrierId: carrier!.id, claimedUntil: carrier!.claimedUntil! + 1, now, threshold: 19, limit: 100 },
+        (waiting) => waiting.map((row) => row.id),
+      ),
+    ).rejects.toThrow(/no longer held/);
+    expect(await store.listFolded(carrier!.id)).toEqual([]);
+    expect((await store.listDeliveries({ status: 'QUEUED' }, { limit: 100, inverted: false })).length).toBe(29);
   });
 
   test('counts for dashboards and metrics', async () => {

@@ -73,6 +73,18 @@ builder.node(DeliveryRef, {
     createdAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.createdAt) }),
     updatedAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.updatedAt) }),
     sentAt: t.field({ type: 'DateTime', nullable: true, resolve: (delivery) => optionalDate(delivery.sentAt) }),
+    digest: t.field({
+      type: DeliveryRef,
+      nullable: true,
+      description:
+        'The delivery whose message carried this one in an alert-storm digest (itself for the carrier); null when it was not folded, or when this token may not read the carrier. A folded delivery is SENT when its digest was, without attempts of its own',
+      resolve: (delivery, _args, context) => (delivery.digestId ? context.service.getDelivery(delivery.digestId, context.caller) : null),
+    }),
+    foldedDeliveries: t.field({
+      type: [DeliveryRef],
+      description: 'For the carrier of a digest: every delivery the digest carried, itself included, oldest first (those this token may read); empty otherwise',
+      resolve: (delivery, _args, context) => (delivery.digestId === delivery.id ? context.service.listFolded(delivery.id, context.caller) : []),
+    }),
     viewerCanRetry: t.boolean({
       description:
         'retryDelivery would accept it from this token now: it is FAILED, still has what it needs to be sent (DingTalk and SMS lose their credentials or code when they fail), and the token may send on its channel',

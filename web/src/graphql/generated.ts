@@ -169,7 +169,7 @@ export type WeComMsgType =
 
 export type DeliveryRowFragment = { id: string, channel: Channel, status: DeliveryStatus, recipient: string, attempts: number, createdAt: string, updatedAt: string };
 
-export type DeliveryFullFragment = { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null };
+export type DeliveryFullFragment = { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> };
 
 export type ApiTokenFieldsFragment = { id: string, name: string, channels: Array<Channel>, read: ReadScope, createdAt: string, lastUsedAt: string | null, revokedAt: string | null };
 
@@ -205,14 +205,14 @@ export type DeliveryQueryVariables = Exact<{
 }>;
 
 
-export type DeliveryQuery = { delivery: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null } | null };
+export type DeliveryQuery = { delivery: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> } | null };
 
 export type FollowDeliverySubscriptionVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type FollowDeliverySubscription = { deliveryUpdated: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null } };
+export type FollowDeliverySubscription = { deliveryUpdated: { id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> } };
 
 export type RetryDeliveryMutationVariables = Exact<{
   id: string | number;
@@ -220,7 +220,7 @@ export type RetryDeliveryMutationVariables = Exact<{
 
 
 export type RetryDeliveryMutation = { retryDelivery:
-    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null }
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'InvalidStateError', message: string }
     | { __typename: 'NotFoundError', message: string }
@@ -232,7 +232,7 @@ export type CancelDeliveryMutationVariables = Exact<{
 
 
 export type CancelDeliveryMutation = { cancelDelivery:
-    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null }
+    | { __typename: 'Delivery', id: string, channel: Channel, status: DeliveryStatus, provider: string, recipient: string, attempts: number, providerMessageId: string | null, idempotencyKey: string | null, nextAttemptAt: string | null, createdAt: string, updatedAt: string, sentAt: string | null, viewerCanRetry: boolean, viewerCanCancel: boolean, attemptLog: Array<{ number: number, startedAt: string, durationMs: number, outcome: AttemptOutcome, providerCode: string | null, providerMessage: string | null }>, lastError: { code: string, message: string } | null, digest: { id: string } | null, foldedDeliveries: Array<{ id: string }> }
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'InvalidStateError', message: string }
     | { __typename: 'NotFoundError', message: string }
@@ -415,6 +415,12 @@ export const DeliveryFullFragmentDoc = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }
@@ -522,6 +528,12 @@ export const DeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<DeliveryQuery, DeliveryQueryVariables>;
@@ -556,6 +568,12 @@ export const FollowDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<FollowDeliverySubscription, FollowDeliverySubscriptionVariables>;
@@ -596,6 +614,12 @@ export const RetryDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<RetryDeliveryMutation, RetryDeliveryMutationVariables>;
@@ -636,6 +660,12 @@ export const CancelDeliveryDocument = new TypedDocumentString(`
   createdAt
   updatedAt
   sentAt
+  digest {
+    id
+  }
+  foldedDeliveries {
+    id
+  }
   viewerCanRetry
   viewerCanCancel
 }`) as unknown as TypedDocumentString<CancelDeliveryMutation, CancelDeliveryMutationVariables>;

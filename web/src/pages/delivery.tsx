@@ -133,6 +133,22 @@ export function DeliveryPage({ id }: { id: string }) {
     [t('delivery.updatedAt'), <Time iso={delivery.updatedAt} />],
     [t('delivery.sentAt'), <Time iso={delivery.sentAt} />],
   ];
+  if (delivery.digest) {
+    const carrierId = delivery.digest.id;
+    fields.push([
+      t('delivery.digest'),
+      carrierId === delivery.id ? (
+        t('delivery.digestCarrier', { count: String(delivery.foldedDeliveries.length) })
+      ) : (
+        <span>
+          {t('delivery.foldedInto')}{' '}
+          <a href={`${base}/deliveries/${encodeURIComponent(carrierId)}`} onClick={followLink}>
+            <code>{carrierId}</code>
+          </a>
+        </span>
+      ),
+    ]);
+  }
 
   return (
     <section>
