@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
+import { feishuDigest } from '../digest/robots';
 import type { Logger } from '../logger';
-import { ChannelError, type Channel, type FailureKind, type FeishuMessage, type PacingRule, type SendContext, type SendResult } from './channel';
+import { ChannelError, type Channel, type ChannelDigest, type FailureKind, type FeishuMessage, type PacingRule, type SendContext, type SendResult } from './channel';
 import { createProviderHttp, isRetryableStatus, parseJson, redact, requestText, unexpectedAnswer, type ProviderHttp } from './provider-http';
 
 /**
@@ -96,6 +97,8 @@ export class FeishuBotChannel implements Channel<'FEISHU'> {
   readonly provider = 'feishu';
   readonly development = false;
   readonly pacing: PacingRule = feishuPacing;
+  /** Alert-storm digests: a card whose markdown element folds the waiting messages, under Feishu's body limit. */
+  readonly digest: ChannelDigest<FeishuMessage> = feishuDigest({ maxBytes: feishuBodyLimitBytes, size: feishuBodyBytes });
   private readonly http: ProviderHttp;
   private readonly now: () => number;
 

@@ -1,7 +1,9 @@
+import { weComDigest } from '../digest/robots';
 import type { Logger } from '../logger';
 import {
   ChannelError,
   type Channel,
+  type ChannelDigest,
   type FailureKind,
   type PacingRule,
   type SendContext,
@@ -84,6 +86,11 @@ export class WeComRobotChannel implements Channel<'WECOM'> {
   readonly provider = 'wecom';
   readonly development = false;
   readonly pacing: PacingRule;
+  /**
+   * Alert-storm digests: markdown of at most 4096 content bytes (`weComContentLimitBytes.MARKDOWN`), user mentions
+   * as `<@userid>`; a message mentioning by mobile or @all goes alone (markdown cannot carry those).
+   */
+  readonly digest: ChannelDigest<WeComMessage> = weComDigest;
   private readonly http: ProviderHttp;
 
   constructor(readonly options: WeComRobotOptions) {

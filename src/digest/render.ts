@@ -1,10 +1,10 @@
 /**
- * Alert-storm digests, rendered once per markup family (not once per channel): robot markdown (DingTalk, WeCom),
- * plain text, and Feishu's rich-text post. A channel picks its family and turns the rendered digest into its own
+ * Alert-storm digests, rendered once per markup family (not once per channel): robot markdown (DingTalk, WeCom, and
+ * Feishu's card markdown element) and plain text. A channel picks its family and turns the rendered digest into its own
  * message (see `ChannelDigest` in channels/channel.ts).
  */
 
-export const markupFamilies = ['robot-markdown', 'text', 'feishu-post'] as const;
+export const markupFamilies = ['robot-markdown', 'text'] as const;
 export type MarkupFamily = (typeof markupFamilies)[number];
 
 /** Who a message @mentions. A digest carries the union of its messages' mentions. */
@@ -29,10 +29,7 @@ export interface DigestEntry {
 export interface RenderedDigest {
   /** A short title (markdown messages need one; shown in the chat list). */
   title: string;
-  /**
-   * The body in the family's markup: markdown, plain text, or for `feishu-post` the JSON of the post's paragraphs
-   * (`[[{tag, text | href}]]`, what goes under `content.post.zh_cn.content`).
-   */
+  /** The body in the family's markup: markdown or plain text. */
   content: string;
   mentions: Mentions;
   count: number;
@@ -78,14 +75,6 @@ const renderers: Record<MarkupFamily, (entries: readonly DigestEntry[], title: s
         return `${head}\n${entry.text}${entry.url ? `\n${entry.url}` : ''}`;
       }),
     ].join('\n\n'),
-  'feishu-post': (entries) =>
-    JSON.stringify(
-      entries.map((entry) => [
-        { tag: 'text', text: `${clock(entry.at)} ${entry.title ? `${entry.title}: ` : ''}` },
-        { tag: 'text', text: entry.text },
-        ...(entry.url ? [{ tag: 'a', text: entry.url, href: entry.url }] : []),
-      ]),
-    ),
 };
 
 /** The digest of `entries` (oldest first) in one family's markup; every entry's text verbatim, nothing cut. */

@@ -2,8 +2,8 @@ import type { ChannelDigest, DingMessage, FeishuMessage, WeComMessage } from '..
 import { noMentions, type DigestEntry } from './render';
 
 // How each robot channel folds its messages into a digest and carries one. The DingTalk channel declares its own
-// (`DingTalkRobotChannel.digest`, built from `dingTalkDigest` with its body and size limit); Feishu and WeCom get theirs
-// from here once their channels send.
+// (`DingTalkRobotChannel.digest`, built from `dingTalkDigest` with its body and size limit), as does Feishu
+// (`FeishuBotChannel.digest`, from `feishuDigest`); the WeCom channel declares `weComDigest`.
 
 const utf8 = (text: string) => Buffer.byteLength(text, 'utf8');
 
@@ -62,35 +62,30 @@ export const weComDigest: ChannelDigest<WeComMessage> = {
   size: (message) => utf8(message.content),
 };
 
-/** Feishu takes request bodies up to 20 KB; the digest keeps a margin for the signature fields and the envelope. */
-export const feishuDigestLimitBytes = 19_000;
-
 /**
- * Feishu: the digest is a rich-text post (`msgType: POST`, `content` = the JSON of the post's paragraphs, `title` its
- * title); `atAll` carries the union of @all. Its size is the post body's JSON as Feishu receives it.
+ * Feishu: the digest is an interactive card (`msgType: CARD`: a header with the digest's title and one markdown
+ * element, see `feishuBody`) in robot markdown; `atAll` carries the union of @all (the card's `<at id=all></at>`).
+ * Its size is the body as Feishu receives it, signature fields included: the channel's own `feishuBodyBytes`, passed
+ * in (as DingTalk's body is) so this module imports nothing from the channel.
  */
-export const feishuDigest: ChannelDigest<FeishuMessage> = {
-  family: 'feishu-post',
-  maxBytes: feishuDigestLimitBytes,
-  entry: (fields, createdAt) => ({
-    at: createdAt,
-    title: fields.title ?? undefined,
-    text: fields.content ?? '',
-    mentions: { ...noMentions(), all: fields.atAll ?? false },
-  }),
-  build: (carrier, digest) => ({
-    token: carrier.token,
-    secret: carrier.secret,
-    msgType: 'POST',
-    title: digest.title,
-    content: digest.content,
-    atAll: digest.mentions.all,
-  }),
-  size: (message) =>
-    utf8(
-      JSON.stringify({
-        msg_type: 'post',
-        content: { post: { zh_cn: { title: message.title, content: JSON.parse(message.content) as unknown } } },
-      }),
-    ),
-};
+export function feishuDigest(options: { maxBytes: number; size: (message: FeishuMessage) => number }): ChannelDigest<FeishuMessage> {
+  return {
+    family: 'robot-markdown',
+    maxBytes: options.maxBytes,
+    entry: (fields, createdAt) => ({
+      at: createdAt,
+      title: fields.msgType === 'TEXT' ? undefined : (fields.title ?? undefined),
+      text: fields.content ?? '',
+      mentions: { ...noMentions(), all: fields.atAll ?? false },
+    }),
+    build: (carrier, digest) => ({
+      token: carrier.token,
+      secret: carrier.secret,
+      msgType: 'CARD',
+      title: digest.title,
+      content: digest.content,
+      atAll: digest.mentions.all,
+    }),
+    size: options.size,
+  };
+}

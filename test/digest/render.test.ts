@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { DingMessage, FeishuMessage, WeComMessage } from '../../src/channels/channel';
 import { dingTalkBody, dingTalkBodyLimitBytes } from '../../src/channels/ding-talk-robot';
+import { FeishuBotChannel, feishuBody, feishuBodyBytes, feishuBodyLimitBytes } from '../../src/channels/feishu-bot';
+import { WeComRobotChannel, weComBody, weComContentLimitBytes } from '../../src/channels/wecom-robot';
 import { pick } from '../../src/digest/digests';
 import { noMentions, renderDigest, type DigestEntry } from '../../src/digest/render';
 import { dingTalkDigest, feishuDigest, weComDigest, weComMarkdownLimitBytes } from '../../src/digest/robots';
@@ -24,14 +26,6 @@ describe('digest renderers, one per markup family', () => {
     expect(renderDigest('text', [entry(1), entry(2, { title: 'T' })]).content).toBe(
       'Digest: 2 messages, 2026-12-01 22:00:01–22:00:02 UTC\n\n[22:00:01]\nalert 1\n\n[22:00:02] T\nalert 2',
     );
-  });
-
-  it('feishu post: paragraphs of text elements, a link as an `a` element', () => {
-    const digest = renderDigest('feishu-post', [entry(3), entry(4, { title: 'CPU', url: 'https://x.test/b' })]);
-    expect(JSON.parse(digest.content)).toEqual([
-      [{ tag: 'text', text: '22:00:03 ' }, { tag: 'text', text: 'alert 3' }],
-      [{ tag: 'text', text: '22:00:04 CPU: ' }, { tag: 'text', text: 'alert 4' }, { tag: 'a', text: 'https://x.test/b', href: 'https://x.test/b' }],
-    ]);
   });
 
   it('carries the union of the mentions', () => {
@@ -92,15 +86,54 @@ describe('channel digests', () => {
     expect(message.content).toContain('告警 1 磁盘已满');
   });
 
-  it('Feishu: a POST whose content is the paragraphs JSON, atAll the union, the body under the limit', () => {
-    const bot: FeishuMessage = { token: 'tok', secret: 'sec', msgType: 'TEXT', content: 'own', atAll: false };
-    const waiting = Array.from({ length: 400 }, (_, n) => row(n + 1, { msgType: 'TEXT', content: `alert ${n + 1} ${'y'.repeat(80)}`, atAll: n === 5 }));
-    const { ids, entries } = pick(feishuDigest, bot, feishuDigest.entry({ content: 'own' }, at)!, waiting);
+  it('WeCom: the digest is what the channel sends as MARKDOWN, under the channel\'s own markdown limit', () => {
+    expect(weComMarkdownLimitBytes).toBe(weComContentLimitBytes.MARKDOWN);
+    expect(new WeComRobotChannel({ baseUrl: 'http://127.0.0.1:9', timeoutMs: 1000 }).digest).toBe(weComDigest);
+    const message = weComDigest.build(
+      { key: 'k', msgType: 'TEXT', content: 'own', mentionedList: [], mentionedMobileList: [] },
+      renderDigest('robot-markdown', [entry(1, { mentions: { userIds: ['lisi'], mobiles: [], all: false } })]),
+    );
+    const body = weComBody(message) as any;
+    expect(body).toEqual({ msgtype: 'markdown', markdown: { content: message.content } });
+    expect(weComDigest.size(message)).toBe(Buffer.byteLength(body.markdown.content, 'utf8'));
+  });
+
+  const feishu = feishuDigest({ maxBytes: feishuBodyLimitBytes, size: feishuBodyBytes });
+  const bot: FeishuMessage = { token: 'tok', secret: 'sec', msgType: 'TEXT', content: 'own', atAll: false };
+
+  it('Feishu: the channel declares a card digest under its own body limit, sized by its own body', () => {
+    const channel = new FeishuBotChannel({ baseUrl: 'http://127.0.0.1:9', timeoutMs: 1000 });
+    expect(channel.digest.family).toBe('robot-markdown');
+    expect(channel.digest.maxBytes).toBe(feishuBodyLimitBytes);
+    const message = channel.digest.build(bot, renderDigest('robot-markdown', [entry(1), entry(2)]));
+    expect(channel.digest.size(message)).toBe(feishuBodyBytes(message));
+  });
+
+  it('Feishu: a CARD whose markdown element folds the waiting messages, atAll the union, the body at most 20,000 bytes', () => {
+    const waiting = Array.from({ length: 600 }, (_, n) =>
+      row(n + 1, n % 3 === 0 ? { msgType: 'POST', title: `标题 ${n + 1}`, content: `告警 ${n + 1}\n第二行 ${'y'.repeat(60)}`, atAll: n === 5 } : { msgType: 'TEXT', content: `alert ${n + 1} ${'y'.repeat(80)}`, atAll: n === 5 }),
+    );
+    const { ids, entries } = pick(feishu, bot, feishu.entry({ msgType: 'TEXT', content: 'own' }, at)!, waiting);
     expect(ids.length).toBeGreaterThan(50);
-    const message = feishuDigest.build(bot, renderDigest('feishu-post', entries));
-    expect(message).toMatchObject({ token: 'tok', secret: 'sec', msgType: 'POST', atAll: true });
+    expect(ids.length).toBeLessThan(600);
+    expect(ids).toEqual(waiting.slice(0, ids.length).map((delivery) => delivery.id));
+    const message = feishu.build(bot, renderDigest('robot-markdown', entries));
+    expect(message).toMatchObject({ token: 'tok', secret: 'sec', msgType: 'CARD', atAll: true });
     expect(message.title).toMatch(/^Digest: \d+ messages/);
-    expect(feishuDigest.size(message)).toBeLessThanOrEqual(feishuDigest.maxBytes);
-    expect(JSON.parse(message.content)[1][1]).toEqual({ tag: 'text', text: `alert 1 ${'y'.repeat(80)}` });
+    // The body as sent (signature fields counted) is at most 20,000 bytes; one more message would not have fitted.
+    const body = feishuBody(message) as any;
+    expect(feishuBodyBytes(message)).toBeLessThanOrEqual(20_000);
+    expect(Buffer.byteLength(JSON.stringify({ ...body, timestamp: '1764626400', sign: 'A'.repeat(44) }))).toBeLessThanOrEqual(20_000);
+    const more = [...entries, feishu.entry(JSON.parse(waiting[ids.length]!.payload), waiting[ids.length]!.createdAt)!];
+    expect(feishu.size(feishu.build(bot, renderDigest('robot-markdown', more)))).toBeGreaterThan(20_000);
+    // An interactive card: the title in the header, the digest in one markdown element, @all at its end.
+    expect(body.msg_type).toBe('interactive');
+    expect(body.card.header.title.content).toBe(message.title);
+    expect(body.card.elements).toHaveLength(1);
+    expect(body.card.elements[0].tag).toBe('markdown');
+    expect(body.card.elements[0].content).toMatch(/\n<at id=all><\/at>$/);
+    const markdown = body.card.elements[0].content as string;
+    for (const delivery of waiting.slice(0, ids.length)) expect(markdown).toContain(JSON.parse(delivery.payload).content);
+    expect(markdown).toContain('**22:00:01** **标题 1**\n告警 1\n第二行');
   });
 });
