@@ -32,7 +32,8 @@ describeOnStores('sendFeishu', (kind) => {
 
   beforeAll(async () => {
     endpoint = await startFeishuEmulator({ bots: { [bot.token]: bot.secret, [unsignedBot]: undefined } });
-    gateway = await startGatewayOn(kind, { env: { FEISHU_BASE_URL: endpoint.url } });
+    // Pacing is proven here one message at a time; digests (on by default) fold a backlog: test/digest/.
+    gateway = await startGatewayOn(kind, { env: { FEISHU_BASE_URL: endpoint.url, ROBOT_DIGEST: 'off' } });
   });
   afterAll(async () => {
     await gateway.close();
