@@ -284,13 +284,14 @@ export class PostgresStore implements Store {
     return this.transaction(async (client) => {
       // One recipient's reservations are decided one at a time, whichever replica asks.
       await this.lock(client, `pacing:${channel}:${recipient}`);
-      const { rows } = await client.query<{ starts: number[]; underway: number; mutedAt: number | null; turns: number[] }>({
+      const { rows } = await client.query<{ ends: number[]; underway: number; mutedAt: number | null; turns: number[] }>({
         name: 'pacing-window',
         text: `with expired as (
                  delete from pacing_reservations where channel = $1 and recipient = $2 and expires_at <= $3)
                select
-                 array(select started_at::float8 from delivery_attempts
-                       where channel = $1 and recipient = $2 and started_at >= $4 order by started_at) as starts,
+                 array(select (started_at + duration_ms)::float8 as ended from delivery_attempts
+                       where channel = $1 and recipient = $2 and started_at >= $7 and started_at + duration_ms >= $4
+                       order by ended) as ends,
                  (select count(*) from pacing_reservations
                   where channel = $1 and recipient = $2 and expires_at > $3) as underway,
                  (select max(started_at) from delivery_attempts
@@ -298,11 +299,11 @@ export class PostgresStore implements Store {
                  array(select next_attempt_at::float8 from deliveries
                        where recipient = $2 and status in ('QUEUED', 'RETRYING') and next_attempt_at >= $4
                          and channel = $1 and next_attempt_at > created_at and id <> $6) as turns`,
-        values: [channel, recipient, now, now - request.windowMs, now - request.muteMs, deliveryId],
+        values: [channel, recipient, now, now - request.windowMs, now - request.muteMs, deliveryId, now - request.windowMs - request.longestAttemptMs],
       });
       const window = rows[0];
       const turn = decide({
-        attemptStarts: window.starts,
+        attemptEnds: window.ends,
         underway: window.underway,
         mutedAt: window.mutedAt ?? undefined,
         turns: window.turns,

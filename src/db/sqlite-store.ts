@@ -390,11 +390,12 @@ export class SqliteStore implements Store {
     return this.write((): PacingOutcome => {
       const { channel, recipient, deliveryId, number, now } = request;
       this.prepared('delete from pacing_reservations where channel = ? and recipient = ? and expires_at <= ?').run(channel, recipient, now);
-      const attemptStarts = (
+      const attemptEnds = (
         this.prepared(
-          'select started_at as startedAt from delivery_attempts where channel = ? and recipient = ? and started_at >= ? order by started_at',
-        ).all(channel, recipient, now - request.windowMs) as { startedAt: number }[]
-      ).map((row) => row.startedAt);
+          `select started_at + duration_ms as endedAt from delivery_attempts
+           where channel = ? and recipient = ? and started_at >= ? and started_at + duration_ms >= ? order by endedAt`,
+        ).all(channel, recipient, now - request.windowMs - request.longestAttemptMs, now - request.windowMs) as { endedAt: number }[]
+      ).map((row) => row.endedAt);
       const { underway } = this.prepared(
         'select count(*) as underway from pacing_reservations where channel = ? and recipient = ?',
       ).get(channel, recipient) as { underway: number };
@@ -409,7 +410,7 @@ export class SqliteStore implements Store {
              and channel = ? and next_attempt_at > created_at and id <> ?`,
         ).all(recipient, now - request.windowMs, channel, deliveryId) as { turn: number }[]
       ).map((row) => row.turn);
-      const turn = decide({ attemptStarts, underway, mutedAt: mutedAt ?? undefined, turns });
+      const turn = decide({ attemptEnds, underway, mutedAt: mutedAt ?? undefined, turns });
       if (turn === undefined) {
         this.prepared(
           'insert into pacing_reservations (id, channel, recipient, reserved_at, expires_at) values (?, ?, ?, ?, ?)',

@@ -95,8 +95,10 @@ export interface PacingRequest {
   /** The attempt's number: the reservation is `<delivery id>#<number>` and ends when that attempt is recorded. */
   number: number;
   now: number;
-  /** Attempts counted: those started at or after `now - windowMs`. */
+  /** Attempts counted: those that ended (start + duration) at or after `now - windowMs`. */
   windowMs: number;
+  /** No attempt lasts longer (its claim ends first): how far back to look for attempts that ended in the window. */
+  longestAttemptMs: number;
   /** A rate-limited attempt at or after `now - muteMs` means the recipient is muted. */
   muteMs: number;
   /** A reservation whose attempt was never recorded (its process died) stops counting then: the claim's end. */
@@ -105,8 +107,12 @@ export interface PacingRequest {
 
 /** What the store read, in the same transaction, for the pacing rule to decide on. */
 export interface PacingWindow {
-  /** Start times of the attempts in the window, oldest first. */
-  attemptStarts: number[];
+  /**
+   * When the attempts in the window ended (start + duration), oldest first: the latest the provider can have received
+   * each. Providers count arrivals, and a burst's requests arrive spread out after they start: counted by their starts,
+   * the next minute's first messages could land within the provider's minute of the last ones.
+   */
+  attemptEnds: number[];
   /** Reservations of attempts under way, not recorded yet. */
   underway: number;
   /** Start of the latest rate-limited attempt within the mute, if any. */

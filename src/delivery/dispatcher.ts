@@ -299,6 +299,7 @@ export class Dispatcher {
         number,
         now,
         windowMs: pacing.windowMs,
+        longestAttemptMs: this.deps.config.dispatch.claimLeaseMs,
         muteMs: pacing.muteMs,
         expiresAt: delivery.claimedUntil ?? now + this.deps.config.dispatch.claimLeaseMs,
       },

@@ -243,10 +243,10 @@ describe.each(kinds)('Store contract: %s', (kind) => {
     const outcomes = await Promise.all(
       claimed.map((delivery, index) =>
         claimers[index % 3].reservePacingSlot(
-          { channel: 'DING', recipient: robot, deliveryId: delivery.id, number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 30_000 },
+          { channel: 'DING', recipient: robot, deliveryId: delivery.id, number: 1, now, windowMs: minuteMs, longestAttemptMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 30_000 },
           (window) => {
             windows.push(window);
-            return window.attemptStarts.length + window.underway < 5 ? undefined : now + minuteMs + window.turns.length;
+            return window.attemptEnds.length + window.underway < 5 ? undefined : now + minuteMs + window.turns.length;
           },
         ),
       ),
@@ -267,17 +267,17 @@ describe.each(kinds)('Store contract: %s', (kind) => {
     await store.finishAttempt(reservedIds[1], attempt({ startedAt: now }), { status: 'SENT', attempts: 1, claimedUntil: null });
     let seen: PacingWindow | undefined;
     await store.reservePacingSlot(
-      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now, windowMs: minuteMs, longestAttemptMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
       (window) => {
         seen = window;
         return now + 1;
       },
     );
-    expect(seen).toMatchObject({ attemptStarts: [now, now], underway: 3, mutedAt: undefined });
+    expect(seen).toMatchObject({ attemptEnds: [now + 5, now + 5], underway: 3, mutedAt: undefined });
     expect(seen!.turns).toHaveLength(3);
     // A reservation whose process died stops counting when its claim would have lapsed.
     await store.reservePacingSlot(
-      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now: now + 30_000, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 60_000 },
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now: now + 30_000, windowMs: minuteMs, longestAttemptMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 60_000 },
       (window) => {
         seen = window;
         return now + 1;
@@ -298,13 +298,33 @@ describe.each(kinds)('Store contract: %s', (kind) => {
     });
     let seen: PacingWindow | undefined;
     await store.reservePacingSlot(
-      { channel: 'DING', recipient: robot, deliveryId: 'dlv_other', number: 1, now, windowMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_other', number: 1, now, windowMs: minuteMs, longestAttemptMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
       (window) => {
         seen = window;
         return undefined;
       },
     );
-    expect(seen).toEqual({ attemptStarts: [now - 1000], underway: 0, mutedAt: now - 1000, turns: [now + 10 * minuteMs] });
+    expect(seen).toEqual({ attemptEnds: [now - 995], underway: 0, mutedAt: now - 1000, turns: [now + 10 * minuteMs] });
+  });
+
+  test('pacing: an attempt counts until a window after it ended, the latest the provider can have received it', async () => {
+    const robot = 'robot:slow';
+    const now = Date.now();
+    const [slow, quick, old] = await Promise.all([1, 2, 3].map(() => created({ channel: 'DING', recipient: robot })));
+    // Started before the window, answered inside it: the provider may have counted it inside its own minute.
+    await store.finishAttempt(slow.id, attempt({ startedAt: now - minuteMs - 2000, durationMs: 2500 }), { status: 'SENT', attempts: 1 });
+    await store.finishAttempt(quick.id, attempt({ startedAt: now - 1000, durationMs: 20 }), { status: 'SENT', attempts: 1 });
+    // Ended before the window: no longer counted.
+    await store.finishAttempt(old.id, attempt({ startedAt: now - minuteMs - 5000, durationMs: 100 }), { status: 'SENT', attempts: 1 });
+    let seen: PacingWindow | undefined;
+    await store.reservePacingSlot(
+      { channel: 'DING', recipient: robot, deliveryId: 'dlv_probe', number: 1, now, windowMs: minuteMs, longestAttemptMs: minuteMs, muteMs: 10 * minuteMs, expiresAt: now + 1 },
+      (window) => {
+        seen = window;
+        return now + 1;
+      },
+    );
+    expect(seen!.attemptEnds).toEqual([now - minuteMs + 500, now - 980]);
   });
 
   test('digests: folds what waits for the recipient past the threshold, never one delivery twice, and settles them', async () => {
