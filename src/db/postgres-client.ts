@@ -39,6 +39,24 @@ export function createPool(options: PoolOptions): pg.Pool {
   return new pg.Pool({ ...connectionSettings(options), max: options.poolSize, idleTimeoutMillis: 30_000 });
 }
 
+/**
+ * One connection of the pool for `work`, handed back after it; destroyed instead when it broke. pg-pool listens for a
+ * connection's errors only while it is idle: one that dies while checked out between two queries (the server restarted,
+ * pg_terminate_backend) would emit an 'error' nobody hears, and that ends the process. Heard here, it fails the work.
+ */
+export async function withPoolClient<T>(pool: pg.Pool, work: (client: pg.PoolClient, broken: (error: Error) => void) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const lost = (error: Error) => (broken ??= error);
+  client.on('error', lost);
+  try {
+    return await work(client, lost);
+  } finally {
+    client.off('error', lost);
+    client.release(broken);
+  }
+}
+
 /** Any 64-bit number will do, as long as it is the same in every replica: "notify-gateway migrate". */
 const migrationLockKey = 7_236_142_198_411_530_901n;
 
@@ -48,22 +66,21 @@ const migrationLockKey = 7_236_142_198_411_530_901n;
  * refused before anything is written.
  */
 export async function migratePostgres(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('select pg_advisory_lock($1)', [migrationLockKey.toString()]);
+  await withPoolClient(pool, async (client, broken) => {
     try {
-      refuseNewerSchema('postgres', await appliedMigrations(client));
-      await migrate(drizzle({ client, schema, casing: 'snake_case' }), { migrationsFolder: migrationsFolder('postgres') });
-    } finally {
-      await client.query('select pg_advisory_unlock($1)', [migrationLockKey.toString()]);
+      await client.query('select pg_advisory_lock($1)', [migrationLockKey.toString()]);
+      try {
+        refuseNewerSchema('postgres', await appliedMigrations(client));
+        await migrate(drizzle({ client, schema, casing: 'snake_case' }), { migrationsFolder: migrationsFolder('postgres') });
+      } finally {
+        await client.query('select pg_advisory_unlock($1)', [migrationLockKey.toString()]);
+      }
+    } catch (error) {
+      // The session lock may still be held: the connection is not handed back to the pool.
+      broken(error as Error);
+      throw error;
     }
-  } catch (error) {
-    broken = error as Error;
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+  });
 }
 
 export async function appliedMigrations(client: pg.Pool | pg.PoolClient): Promise<AppliedMigrations> {

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger';
 import { columnNames, selectList } from './columns';
 import { PostgresChangeFeed } from './postgres-change-feed';
-import { createPool, drizzleFor, migratePostgres, postgresMigrationsCurrent, type PgDb } from './postgres-client';
+import { createPool, drizzleFor, migratePostgres, postgresMigrationsCurrent, withPoolClient, type PgDb } from './postgres-client';
 import { apiTokens, deliveries, deliveryAttempts } from './postgres-schema';
 import type { ApiTokenRow, AttemptRow, ChannelName, DeliveryRow, NewDeliveryRow } from './schema';
 import {
@@ -103,20 +103,19 @@ export class PostgresStore implements Store {
   /** Runs `work` in one transaction on one connection; runs it again after a serialization failure or deadlock. */
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
-      let broken: Error | undefined;
-      try {
-        await client.query('begin');
-        const result = await work(client);
-        await client.query('commit');
-        return result;
-      } catch (error) {
-        await client.query('rollback').catch((rollbackError: Error) => (broken = rollbackError));
-        if (retryable.has((error as { code?: string }).code ?? '') && attempt < 5) continue;
-        throw error;
-      } finally {
-        client.release(broken);
-      }
+      const outcome = await withPoolClient(this.pool, async (client, broken) => {
+        try {
+          await client.query('begin');
+          const result = await work(client);
+          await client.query('commit');
+          return { result };
+        } catch (error) {
+          await client.query('rollback').catch(broken);
+          if (retryable.has((error as { code?: string }).code ?? '') && attempt < 5) return undefined;
+          throw error;
+        }
+      });
+      if (outcome) return outcome.result;
     }
   }
 
