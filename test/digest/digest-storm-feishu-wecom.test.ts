@@ -167,8 +167,11 @@ describeOnStores('alert-storm digests to one Feishu bot and one WeCom robot', (k
           ? JSON.stringify(message.body.content.post)
           : message.body.content.text;
     expectEveryAlertOnce(messages.map(textOf).join('\n'));
-    // A post's title is kept with its text.
-    expect(cards.map(textOf).join('\n')).toContain(`**host-14**\n${alert(14)}`);
+    // A post's title is kept with its text (one of the posts that were folded: the storm's first ones may go alone).
+    const cardText = cards.map(textOf).join('\n');
+    const foldedPost = Array.from({ length: 100 }, (_, i) => i * 10 + 4).find((n) => cardText.includes(alert(n)));
+    expect(foldedPost).toBeDefined();
+    expect(cardText).toContain(`**host-${foldedPost}**\n${alert(foldedPost!)}`);
 
     // @all is kept: the message that carried an @all alert mentions all.
     for (let n = 9; n < 1000; n += 250) {
