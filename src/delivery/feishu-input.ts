@@ -1,8 +1,7 @@
-import crypto from 'node:crypto';
 import { z } from 'zod';
 import { feishuMsgTypes, type FeishuMessage } from '../channels/channel';
 import { feishuBodyBytes, feishuBodyLimitBytes } from '../channels/feishu-bot';
-import { asciiToken, nullish, parse, requiredLine, requiredText, type PreparedDelivery } from './input-rules';
+import { asciiToken, credentialLabel, nullish, parse, requiredLine, requiredText, type PreparedDelivery } from './input-rules';
 
 const feishuSchema = z
   .object({
@@ -37,11 +36,6 @@ const feishuSchema = z
 
 export type FeishuInput = z.input<typeof feishuSchema>;
 
-/** A non-secret label of a Feishu bot: enough to filter by, useless for sending. */
-export function feishuBotLabel(token: string): string {
-  return `feishu:${crypto.createHash('sha256').update(token).digest('hex').slice(0, 12)}`;
-}
-
 /**
  * The Feishu/Lark bot input (`sendFeishu` and its REST route): validated, sizes checked before anything is recorded,
  * split into the message, a non-secret recipient label, the payload shown through the API, and the secrets sealed at
@@ -52,7 +46,7 @@ export function prepareFeishu(input: unknown): PreparedDelivery<FeishuMessage> {
   const { token, secret, ...visible } = message;
   return {
     message,
-    recipient: feishuBotLabel(token),
+    recipient: credentialLabel('feishu', token),
     payload: visible,
     secrets: secret ? { token, secret } : { token },
   };

@@ -1,6 +1,7 @@
 // The field rules, the parse step and the prepared shape every channel's input schema uses (delivery/inputs.ts and
 // the per-channel *-input.ts files).
 // The full metadata tells mobiles from landlines; the default build only checks lengths.
+import crypto from 'node:crypto';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { z } from 'zod';
 import { ValidationError } from '../errors';
@@ -75,3 +76,11 @@ export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<
   );
 }
 
+
+/**
+ * A non-secret label of a robot's credential (a DingTalk access token, a WeCom key, a Feishu token): the recipient the
+ * API shows and filters by, useless for sending.
+ */
+export function credentialLabel(prefix: 'robot' | 'feishu', credential: string): string {
+  return `${prefix}:${crypto.createHash('sha256').update(credential).digest('hex').slice(0, 12)}`;
+}

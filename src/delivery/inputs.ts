@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { z } from 'zod';
 import { dingMsgTypes, type DingMessage, type EmailMessage, type SmsMessage } from '../channels/channel';
@@ -6,6 +5,7 @@ import { dingTalkBody, dingTalkBodyLimitBytes } from '../channels/ding-talk-robo
 import type { ChannelName } from '../db/schema';
 import {
   asciiToken,
+  credentialLabel,
   emailAddress,
   httpUrl,
   mobileNumber,
@@ -116,15 +116,10 @@ export type DingInput = z.input<typeof dingSchema>;
 export type EmailInput = z.input<typeof emailSchema>;
 export type SmsInput = z.input<typeof smsSchema>;
 
-/** A non-secret label of a DingTalk robot: enough to filter by, useless for sending. */
-export function robotLabel(accessToken: string): string {
-  return `robot:${crypto.createHash('sha256').update(accessToken).digest('hex').slice(0, 12)}`;
-}
-
 export function prepareDing(input: unknown): PreparedDelivery<DingMessage> {
   const message = parse(dingSchema, input) as DingMessage;
   const { accessToken, secret, ...visible } = message;
-  return { message, recipient: robotLabel(accessToken), payload: visible, secrets: { accessToken, secret } };
+  return { message, recipient: credentialLabel('robot', accessToken), payload: visible, secrets: { accessToken, secret } };
 }
 
 export function prepareEmail(input: unknown): PreparedDelivery<EmailMessage> {

@@ -1,8 +1,7 @@
-import crypto from 'node:crypto';
 import { z } from 'zod';
 import { weComMsgTypes, type WeComMessage } from '../channels/channel';
 import { weComContentLimitBytes } from '../channels/wecom-robot';
-import { mobileNumber, optionalList, parse, requiredText, type PreparedDelivery } from './input-rules';
+import { credentialLabel, mobileNumber, optionalList, parse, requiredText, type PreparedDelivery } from './input-rules';
 
 /** A robot key is the UUID after `key=` in its webhook URL (8-4-4-4-12 hex digits). */
 const keyShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -72,10 +71,6 @@ const weComSchema = z
 
 export type WeComInput = z.input<typeof weComSchema>;
 
-/** A non-secret label of a WeCom robot, as for DingTalk robots: enough to filter by, useless for sending. */
-export function weComRobotLabel(key: string): string {
-  return `robot:${crypto.createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
-}
 
 /**
  * The WeCom group robot input (`sendWeCom` and its REST route): validated, sizes checked in UTF-8 bytes before
@@ -92,5 +87,5 @@ export function prepareWeCom(input: unknown): PreparedDelivery<WeComMessage> {
     mentionedMobileList: [...new Set(parsed.mentionedMobileList)],
   };
   const { key, ...visible } = message;
-  return { message, recipient: weComRobotLabel(key), payload: visible, secrets: { key } };
+  return { message, recipient: credentialLabel('robot', key), payload: visible, secrets: { key } };
 }
