@@ -66,6 +66,8 @@ export interface CreatedToken {
 }
 
 export class ApiTokens {
+  private readonly revokedListeners = new Set<(tokenId: string) => void>();
+
   constructor(
     private readonly store: Store,
     private readonly now: () => number = Date.now,
@@ -114,7 +116,17 @@ export class ApiTokens {
     if (row.revokedAt != null || !(await this.store.revokeToken(row.id, now))) {
       throw new InvalidStateError(`Token ${key} was already revoked`);
     }
+    for (const listener of this.revokedListeners) listener(row.id);
     return { ...row, revokedAt: now };
+  }
+
+  /**
+   * Calls `listener` with the id of each token revoked through this object, at once (connections held open under a
+   * token close without waiting for their next check). Returns the function that stops listening.
+   */
+  onRevoked(listener: (tokenId: string) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
   }
 
   private async refuseTaken(name: string): Promise<void> {

@@ -11,6 +11,7 @@ import { DeliveryEvents } from './delivery/events';
 import { DeliveryService } from './delivery/service';
 import { errorCatalog } from './errors';
 import { serveGraphqlOverNode } from './graphql/serve-over-node';
+import { createWebSocketTransport } from './graphql/serve-over-websocket';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
@@ -121,6 +122,15 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, observe));
   const legacyOverNode = serveOverNode(legacy, observe);
   const graphqlOverNode = serveGraphqlOverNode({ yoga, authenticator, observe, bodyLimitBytes: config.bodyLimitBytes });
+  const webSockets = createWebSocketTransport({
+    yoga,
+    authenticator,
+    logger,
+    metrics,
+    observe,
+    bodyLimitBytes: config.bodyLimitBytes,
+    tokenRecheckMs: config.websocketTokenRecheckMs,
+  });
   // The legacy routes need none of the fetch machinery, and the usual GraphQL POST only yoga's: node:http's objects
   // serve them straight.
   const handler: RequestListener = (request, response) => {
@@ -132,6 +142,9 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
   return {
     fetch: async (request: Request): Promise<Response> => adapter.fetch(request),
     handler,
+    /** For node:http's 'upgrade' event: GraphQL over WebSocket at /graphql. */
+    upgrade: webSockets.upgrade,
+    webSockets,
     service,
     dispatcher,
     events,
@@ -165,6 +178,8 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       }
       return false;
     },
+    /** Closes every WebSocket connection (1001, Going Away), for a shutdown: clients reconnect elsewhere. */
+    closeWebSockets: () => webSockets.close(),
     /** Stops sending, letting attempts under way finish within `deadlineMs`. True when all finished. */
     async stop(deadlineMs: number) {
       return dispatcher.stop(deadlineMs);

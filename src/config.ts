@@ -101,6 +101,7 @@ const envSchema = z
     NOTIFY_SECRET_KEY: optionalString,
     SEND_WAIT_MS: int(5000),
     SHUTDOWN_TIMEOUT_MS: int(10000),
+    WEBSOCKET_TOKEN_RECHECK_MS: int(30_000, 100),
     PROVIDER_TIMEOUT_MS: int(10000, 1),
     DISPATCH_CONCURRENCY: int(64, 0),
     DISPATCH_POLL_MS: int(500, 10),
@@ -252,6 +253,8 @@ export interface Config {
   secretKey?: string;
   sendWaitMs: number;
   shutdownTimeoutMs: number;
+  /** How often the tokens of open WebSocket connections are checked again (revocations on other replicas). */
+  websocketTokenRecheckMs: number;
   providerTimeoutMs: number;
   /** Deliveries one token may create per minute (counted in the database); 0 means no limit. */
   rateLimitPerTokenPerMinute: number;
@@ -352,6 +355,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     secretKey: env.NOTIFY_SECRET_KEY,
     sendWaitMs: env.SEND_WAIT_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    websocketTokenRecheckMs: env.WEBSOCKET_TOKEN_RECHECK_MS,
     providerTimeoutMs: env.PROVIDER_TIMEOUT_MS,
     rateLimitPerTokenPerMinute: env.RATE_LIMIT_PER_TOKEN_PER_MINUTE,
     dispatch: {

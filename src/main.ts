@@ -61,6 +61,7 @@ await readyChannels(channels);
 await app.warmUp();
 
 const server = http.createServer(app.handler);
+server.on('upgrade', app.upgrade);
 server.on('error', (error: NodeJS.ErrnoException) => {
   void fatal(`cannot listen on ${config.host}:${config.port}: ${error.code ?? error.message}`, {
     code: error.code,
@@ -103,9 +104,12 @@ async function shutdown(signal: string) {
   logger.info({ signal }, 'stopping: no new requests, finishing attempts under way');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  // Upgraded sockets are no longer the server's: closed here, so that their clients reconnect to another replica now.
+  const socketsClosed = app.closeWebSockets();
   app.service.stopWaiting();
   const finished = await app.stop(config.shutdownTimeoutMs);
   if (!finished) logger.warn('attempts still under way at the deadline; they will be picked up at the next start');
+  await socketsClosed;
   await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))]);
   server.closeAllConnections();
   metricsServer?.close();

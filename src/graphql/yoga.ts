@@ -17,7 +17,13 @@ export interface ServerContext {
   requestNote?: RequestNote;
   /** The gateway's own warm-up at start (app.warmUp): not a caller's operation, so not counted. */
   warmUp?: true;
+  /** Set for operations that do not come in an HTTP request (WebSocket); HTTP tells plain requests from SSE. */
+  transport?: GraphQLTransport;
+  /** How a connection that outlives its request checks its token again; HTTP reads the request's header. */
+  reauthenticate?: () => Promise<boolean>;
 }
+
+export type GraphQLTransport = 'http' | 'sse' | 'websocket';
 
 export type GraphQLHandler = ReturnType<typeof createGraphQLHandler>;
 
@@ -126,14 +132,15 @@ query RecentDeliveries {
 }
 `,
     },
-    context: ({ caller, request }) => ({
+    context: ({ caller, request, reauthenticate }) => ({
       caller,
       service,
       events,
       tokens: authenticator.tokens,
       audit,
-      idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
-      reauthenticate: async () => (await authenticator.authenticate(request.headers.get('ops-token'))) !== undefined,
+      // Over WebSocket there is no request: an idempotency key comes in the send's input.
+      idempotencyKey: request?.headers.get('idempotency-key') ?? undefined,
+      reauthenticate: reauthenticate ?? (async () => (await authenticator.authenticate(request.headers.get('ops-token'))) !== undefined),
     }),
   });
 }

@@ -1,5 +1,6 @@
 import { getOperationAST, Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
+import type { GraphQLTransport } from '../graphql/yoga';
 import type { GatewayMetrics } from './metrics';
 
 function rootFields(selectionSet: SelectionSetNode, into: Set<string>, document: DocumentNode, depth = 0): void {
@@ -51,11 +52,18 @@ function labelsOf(document: DocumentNode, operationName?: string | null): Operat
 const hasErrors = (result: unknown) =>
   Array.isArray((result as { errors?: unknown[] } | undefined)?.errors) && (result as { errors: unknown[] }).errors.length > 0;
 
+/** Which transport an operation came over: WebSocket operations say so; over HTTP, an event stream is SSE. */
+function transportOf(context: { transport?: GraphQLTransport; request?: Request }): GraphQLTransport {
+  if (context.transport) return context.transport;
+  return context.request?.headers.get('accept')?.includes('text/event-stream') ? 'sse' : 'http';
+}
+
 /** Counts and times executed operations, and tells the request log line which operation it was. */
 export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
   return {
     onExecute({ args }) {
       if (args.contextValue.warmUp) return;
+      const transport = transportOf(args.contextValue);
       const { type, field } = describeOperation(args.document, args.operationName);
       const note = args.contextValue.requestNote;
       if (note) note.operation = `${type} ${field}`;
@@ -63,21 +71,22 @@ export function useOperationMetrics(metrics: GatewayMetrics): Plugin<any> {
       return {
         onExecuteDone({ result }) {
           const outcome = !isAsyncIterable(result) && hasErrors(result) ? 'error' : 'success';
-          metrics.graphqlOperation(type, field, outcome, (performance.now() - started) / 1000);
+          metrics.graphqlOperation(transport, type, field, outcome, (performance.now() - started) / 1000);
         },
       };
     },
     onSubscribe({ args }) {
+      const transport = transportOf(args.contextValue);
       const { type, field } = describeOperation(args.document, args.operationName);
       const note = args.contextValue.requestNote;
       if (note) note.operation = `${type} ${field}`;
       return {
         // A subscription lives as long as its client: counted when it starts, not timed.
         onSubscribeResult({ result }) {
-          metrics.graphqlOperation(type, field, isAsyncIterable(result) || !hasErrors(result) ? 'success' : 'error');
+          metrics.graphqlOperation(transport, type, field, isAsyncIterable(result) || !hasErrors(result) ? 'success' : 'error');
         },
         onSubscribeError() {
-          metrics.graphqlOperation(type, field, 'error');
+          metrics.graphqlOperation(transport, type, field, 'error');
         },
       };
     },

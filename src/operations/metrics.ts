@@ -29,7 +29,9 @@ export class GatewayMetrics {
   private readonly retried: Counter<'channel' | 'provider'>;
   private readonly attemptDuration: Histogram<'provider' | 'outcome'>;
   private readonly rateLimited: Counter<'channel' | 'scope'>;
-  private readonly graphqlOperations: Counter<'operation_type' | 'operation' | 'outcome'>;
+  private readonly graphqlOperations: Counter<'transport' | 'operation_type' | 'operation' | 'outcome'>;
+  private readonly websocketConnections: Gauge;
+  private readonly websocketRefusals: Counter<'reason'>;
   private readonly graphqlDuration: Histogram<'operation_type' | 'operation'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
@@ -104,8 +106,19 @@ export class GatewayMetrics {
 
     this.graphqlOperations = new Counter({
       name: 'notify_gateway_graphql_operations_total',
-      help: 'GraphQL operations executed, by type and root field (not the client-chosen operation name), and outcome',
-      labelNames: ['operation_type', 'operation', 'outcome'],
+      help: 'GraphQL operations executed, by transport (http, sse, websocket), type and root field (not the client-chosen operation name), and outcome',
+      labelNames: ['transport', 'operation_type', 'operation', 'outcome'],
+      registers,
+    });
+    this.websocketConnections = new Gauge({
+      name: 'notify_gateway_websocket_connections',
+      help: 'GraphQL over WebSocket connections open now',
+      registers,
+    });
+    this.websocketRefusals = new Counter({
+      name: 'notify_gateway_websocket_refused_total',
+      help: 'WebSocket connections refused, by reason (unauthenticated, cross_site)',
+      labelNames: ['reason'],
       registers,
     });
     this.graphqlDuration = new Histogram({
@@ -147,9 +160,21 @@ export class GatewayMetrics {
     else if (delivery.status === 'RETRYING') this.retried.inc(labels);
   }
 
-  graphqlOperation(operationType: string, operation: string, outcome: 'success' | 'error', seconds?: number): void {
-    this.graphqlOperations.inc({ operation_type: operationType, operation, outcome });
+  graphqlOperation(transport: string, operationType: string, operation: string, outcome: 'success' | 'error', seconds?: number): void {
+    this.graphqlOperations.inc({ transport, operation_type: operationType, operation, outcome });
     if (seconds !== undefined) this.graphqlDuration.observe({ operation_type: operationType, operation }, seconds);
+  }
+
+  websocketOpened(): void {
+    this.websocketConnections.inc();
+  }
+
+  websocketClosed(): void {
+    this.websocketConnections.dec();
+  }
+
+  websocketRefused(reason: 'unauthenticated' | 'cross_site'): void {
+    this.websocketRefusals.inc({ reason });
   }
 
   httpRequest(method: string, route: string, statusCode: number, seconds: number): void {

@@ -87,6 +87,8 @@ describeOnStores('deliveryUpdated over server-sent events', (kind) => {
     expect(await next()).toBeUndefined();
     expect(statuses).toEqual(['QUEUED', 'SENDING', 'SENT']);
     expect((await gateway.store.getDelivery(id))?.status).toBe('SENT');
+    const metrics = await (await gateway.fetch('/metrics')).text();
+    expect(metrics).toMatch(/graphql_operations_total\{transport="sse",operation_type="subscription",operation="deliveryUpdated",outcome="success"\} [1-9]/);
   });
 
   it('by id, once final: the final state and the end of the stream', async () => {

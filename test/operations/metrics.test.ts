@@ -129,8 +129,8 @@ describe('/metrics scraped over HTTP after real sends', () => {
   });
 
   it('counts GraphQL operations by type and root field, and HTTP requests by method, route template and status', () => {
-    expect(metrics.value('notify_gateway_graphql_operations_total', { operation_type: 'mutation', operation: 'sendEmail', outcome: 'success' })).toBe(2);
-    expect(metrics.value('notify_gateway_graphql_operations_total', { operation_type: 'mutation', operation: 'sendDing', outcome: 'success' })).toBe(2);
+    expect(metrics.value('notify_gateway_graphql_operations_total', { transport: 'http', operation_type: 'mutation', operation: 'sendEmail', outcome: 'success' })).toBe(2);
+    expect(metrics.value('notify_gateway_graphql_operations_total', { transport: 'http', operation_type: 'mutation', operation: 'sendDing', outcome: 'success' })).toBe(2);
     expect(metrics.value('notify_gateway_graphql_operation_duration_seconds_count', { operation_type: 'mutation', operation: 'sendEmail' })).toBe(2);
     expect(metrics.value('notify_gateway_http_requests_total', { method: 'POST', route: '/graphql', status_code: '200' })).toBe(4);
     expect(metrics.value('notify_gateway_http_requests_total', { method: 'GET', route: '*', status_code: '404' })).toBe(1);
@@ -154,9 +154,9 @@ describe('/metrics scraped over HTTP after real sends', () => {
     // An unexpected failure inside a resolver: an operation with errors.
     await gateway.graphql(`query { deliveries(first: 1, after: "not-a-cursor") { edges { node { id } } } }`);
     const after = await scrape(base);
-    expect(after.value('notify_gateway_graphql_operations_total', { operation_type: 'query', operation: 'deliveries', outcome: 'success' })).toBe(1);
-    expect(after.value('notify_gateway_graphql_operations_total', { operation_type: 'query', operation: '(multiple)', outcome: 'success' })).toBe(1);
-    expect(after.value('notify_gateway_graphql_operations_total', { operation_type: 'query', operation: 'deliveries', outcome: 'error' })).toBe(1);
+    expect(after.value('notify_gateway_graphql_operations_total', { transport: 'http', operation_type: 'query', operation: 'deliveries', outcome: 'success' })).toBe(1);
+    expect(after.value('notify_gateway_graphql_operations_total', { transport: 'http', operation_type: 'query', operation: '(multiple)', outcome: 'success' })).toBe(1);
+    expect(after.value('notify_gateway_graphql_operations_total', { transport: 'http', operation_type: 'query', operation: 'deliveries', outcome: 'error' })).toBe(1);
     expect(after.text).not.toContain('Dashboard_');
   });
 });

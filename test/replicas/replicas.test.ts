@@ -12,6 +12,7 @@ import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
 import { adminQuery, createTestDatabase, postgresAvailable, withDatabase, type TestDatabase } from '../support/postgres';
 import { sendEmailMutation, sendSmsMutation, startReplicas } from '../support/replicas';
 import { sseReader } from '../support/sse';
+import { subscribe, webSocketClient } from '../support/websocket';
 
 // Three gateway processes (the bundle npm start runs) on one PostgreSQL database, as three replicas behind a load
 // balancer: each property below is observed at the real peers and in the shared rows.
@@ -38,6 +39,7 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
       ALIYUN_SMS_TEMPLATE_CODE: 'SMS_154950909',
       ALIYUN_SMS_ENDPOINT: aliyun.url,
       DISPATCH_POLL_MS: '100',
+      WEBSOCKET_TOKEN_RECHECK_MS: '500',
       PROVIDER_TIMEOUT_MS: '3000',
       CLAIM_LEASE_MS: '7000',
       // Far above what the other tests send with the test token in a minute; one test drives its own token to it.
@@ -156,6 +158,19 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
     expect(statuses.at(-1)).toBe('SENT');
     expect(sink.messagesFor(id)).toHaveLength(1);
 
+    // Over WebSocket too: a graphql-ws subscriber on the watcher follows a delivery sent through another replica.
+    const socket = webSocketClient(watcher.url, { 'OPS-Token': testToken });
+    const overSocket = subscribe<{ deliveryUpdated: { id: string; status: string } }>(
+      socket.client,
+      'subscription { deliveryUpdated(channel: EMAIL) { id status } }',
+    );
+    await socket.client.iterate({ query: '{ viewer { name } }' }).next();
+    const viaSocket = await sender.graphql(sendEmailMutation, { input: { to: ['ws@example.com'], subject: 'over a socket', content: 'x', wait: false } });
+    const socketId = viaSocket.body.data.sendEmail.id;
+    await eventually(() => overSocket.results.some((result) => result.data?.deliveryUpdated.id === socketId && result.data?.deliveryUpdated.status === 'SENT'));
+    overSocket.unsubscribe();
+    await socket.dispose();
+
     // Every change from now on, without an id: a send through another replica shows up here.
     const controller = new AbortController();
     const all = await fetch(`${watcher.url}/graphql`, {
@@ -211,6 +226,9 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
     );
     const query = '{ deliveries(first: 1) { edges { node { id } } } }';
     for (const replica of replicas) expect((await replica.graphql(query, {}, { token })).status).toBe(200);
+    // A WebSocket connection on each replica under that token: every one is closed with 4403 at its replica's next check.
+    const sockets = replicas.map((replica) => webSocketClient(replica.url, { 'OPS-Token': token }));
+    for (const socket of sockets) expect((await socket.client.iterate({ query }).next()).value).toMatchObject({ data: { deliveries: {} } });
     const cli = spawn(process.execPath, ['--import', 'tsx', 'src/cli/token.ts', 'revoke', 'replicas'], {
       cwd: root,
       env: { PATH: process.env.PATH, DATABASE_URL: database.url, NOTIFY_SECRET_KEY: testSecretKey, LOG_LEVEL: 'silent' },
@@ -226,6 +244,7 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
       expect(refused.status).toBe(401);
       expect(refused.body.errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
     }
+    for (const socket of sockets) expect(await socket.closed).toEqual({ code: 4403, reason: 'Token revoked' });
   });
 
   it('losing the database fails readiness on every replica, which recovers alone; nothing accepted is lost', async () => {

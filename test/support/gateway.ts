@@ -135,12 +135,16 @@ async function startOn(dir: string, ownDatabase: TestDatabase | undefined, optio
       return { status: response.status, body: await response.json() };
     },
     async listen() {
-      server ??= http.createServer(app.handler);
+      if (!server) {
+        server = http.createServer(app.handler);
+        server.on('upgrade', app.upgrade);
+      }
       await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
       return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     },
     async close() {
       await app.stop(2000);
+      await app.closeWebSockets();
       if (server) {
         server.closeAllConnections();
         await new Promise((resolve) => server!.close(resolve));
