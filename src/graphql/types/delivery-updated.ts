@@ -113,7 +113,8 @@ builder.subscriptionField('deliveryUpdated', (t) =>
   t.field({
     type: DeliveryRef,
     description:
-      'Live changes of deliveries this token may read, over server-sent events (Accept: text/event-stream). With `id`: ' +
+      'Live changes of deliveries this token may read, over server-sent events (Accept: text/event-stream) or ' +
+      'WebSocket (graphql-ws, the token in connectionParams). With `id`: ' +
       'the delivery as it is now, then each change, and the stream ends once it is SENT, FAILED or CANCELLED. ' +
       'Without: every change (of `channel` when given) from now on.',
     args: {
