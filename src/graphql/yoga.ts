@@ -1,5 +1,5 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import type { Authenticator, Caller } from '../auth';
 import type { Config } from '../config';
@@ -71,6 +71,22 @@ const maskUnexpected: typeof maskError = (error, message) => {
   return maskError(error, message, false);
 };
 
+/**
+ * graphql-armor throws a refusal out of validation by default, which yoga answers with HTTP 200 and no `data`, even to
+ * a client that accepts application/graphql-response+json (the GraphQL over HTTP spec wants a 4xx there). Reported as
+ * a validation error it gets yoga's 400 and code GRAPHQL_VALIDATION_FAILED. The other rules then still walk the
+ * document, which maxTokens keeps small.
+ */
+const refuseAsValidationError = {
+  propagateOnRejection: false,
+  onReject: [
+    (context: ValidationContext | null, error: GraphQLError) => {
+      if (!context) throw error;
+      context.reportError(error);
+    },
+  ],
+};
+
 function introspectionDisabled(): Plugin {
   return {
     onValidate({ addValidationRule }) {
@@ -108,11 +124,12 @@ export function createGraphQLHandler(deps: {
     cors: false,
     plugins: [
       EnvelopArmorPlugin({
-        maxDepth: { n: graphqlLimits.maxDepth },
-        maxAliases: { n: graphqlLimits.maxAliases },
-        costLimit: { maxCost: graphqlLimits.maxCost },
+        maxDepth: { n: graphqlLimits.maxDepth, ...refuseAsValidationError },
+        maxAliases: { n: graphqlLimits.maxAliases, ...refuseAsValidationError },
+        costLimit: { maxCost: graphqlLimits.maxCost, ...refuseAsValidationError },
+        // Checked while parsing, before there is a document to validate: yoga already answers a parse error with 400.
         maxTokens: { n: graphqlLimits.maxTokens },
-        maxDirectives: { n: graphqlLimits.maxDirectives },
+        maxDirectives: { n: graphqlLimits.maxDirectives, ...refuseAsValidationError },
         // Without introspection, "Did you mean …?" would still spell out the schema.
         blockFieldSuggestion: { enabled: !config.introspection },
       }),

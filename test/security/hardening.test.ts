@@ -49,7 +49,9 @@ describe('GraphQL limits (graphql-armor)', () => {
   afterAll(() => gateway.close());
 
   const refused = async (query: string, pattern: RegExp) => {
-    const { body } = await gateway.graphql(query);
+    // A client that accepts application/graphql-response+json learns it from the status too (GraphQL over HTTP).
+    const { status, body } = await gateway.graphql(query, undefined, { headers: { accept: 'application/graphql-response+json' } });
+    expect(status).toBe(400);
     expect(body.data ?? undefined).toBeUndefined();
     expect(body.errors?.map((error) => error.message).join('\n')).toMatch(pattern);
   };
