@@ -1,10 +1,14 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { generatedFile, generateWebTypes } from '../scripts/generate-web-types';
+import { codegenTargets, generate, outputFile } from '../scripts/codegen';
 
-describe('web/src/graphql/generated.ts', () => {
-  it('is what schema.graphql and the console operations generate (run `npm run web:types` and commit it when this fails)', async () => {
-    const onDisk = fs.existsSync(generatedFile) ? fs.readFileSync(generatedFile, 'utf8') : '';
-    expect(onDisk, 'generated.ts is stale: run `npm run web:types` and commit web/src/graphql/generated.ts').toBe(await generateWebTypes());
-  });
+describe('generated typed documents', () => {
+  it.each(codegenTargets.map((target) => [target.output, target]))(
+    '%s is what schema.graphql and its operations generate (run `npm run codegen` and commit it when this fails)',
+    async (output, target) => {
+      const file = outputFile(target);
+      const onDisk = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      expect(onDisk, `${output} is stale: run \`npm run codegen\` and commit it`).toBe(await generate(target));
+    },
+  );
 });
