@@ -22,6 +22,7 @@ import { carryRequestNote, createRequestObserver, observeRequests, requestNote }
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
 import { answerFetch, legacyTarget, serveOverNode } from './rest/legacy-entries';
 import { createLegacyRoutes, isLegacyPath } from './rest/legacy-routes';
+import { withOpenApiDocument } from './rest/openapi';
 import type { SecretBox } from './secrets';
 
 export interface AppDeps {
@@ -72,7 +73,9 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     plugins: [useOperationMetrics(metrics)],
   });
   const operations = createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
-  const legacy = createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes });
+  const legacy = withOpenApiDocument(
+    createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes }),
+  );
   const consolePage = createConsoleRoute(config.consoleDir);
 
   const isGraphiQLPage = (request: Request, url: URL) =>

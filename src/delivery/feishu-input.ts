@@ -3,7 +3,7 @@ import { feishuMsgTypes, type FeishuMessage } from '../channels/channel';
 import { feishuBodyBytes, feishuBodyLimitBytes } from '../channels/feishu-bot';
 import { asciiToken, credentialLabel, nullish, parse, requiredLine, requiredText, type PreparedDelivery } from './input-rules';
 
-const feishuSchema = z
+export const feishuSchema = z
   .object({
     // The part of the webhook URL after /open-apis/bot/v2/hook/ (a UUID today): it goes into the URL path, so only
     // characters that need no escaping there.

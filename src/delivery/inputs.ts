@@ -18,9 +18,9 @@ import {
   text,
   type PreparedDelivery,
 } from './input-rules';
-import { prepareFeishu } from './feishu-input';
-import { prepareWeCom } from './wecom-input';
-import { prepareWebhook } from './webhook-input';
+import { feishuSchema, prepareFeishu } from './feishu-input';
+import { prepareWeCom, weComSchema } from './wecom-input';
+import { prepareWebhook, webhookSchema } from './webhook-input';
 
 export { idempotencyKey, type PreparedDelivery } from './input-rules';
 
@@ -154,6 +154,16 @@ export const prepareByChannel = {
   WECOM: prepareWeCom,
   WEBHOOK: prepareWebhook,
 } satisfies Record<ChannelName, (input: unknown) => PreparedDelivery<unknown>>;
+
+/** The schema each channel's input is checked against: the legacy REST description takes its limits from it. */
+export const inputSchemaByChannel = {
+  DING: dingSchema,
+  EMAIL: emailSchema,
+  SMS: smsSchema,
+  FEISHU: feishuSchema,
+  WECOM: weComSchema,
+  WEBHOOK: webhookSchema,
+} satisfies Record<ChannelName, z.ZodType>;
 
 /** Rebuilds the provider message from what was stored. */
 export function messageFromStored(payload: Record<string, unknown>, secrets: Record<string, unknown> | null): unknown {

@@ -51,7 +51,7 @@ const jsonBody = z.unknown().superRefine((value, ctx) => {
   }
 });
 
-const webhookSchema = z.object({
+export const webhookSchema = z.object({
   url: webhookUrl,
   body: jsonBody,
   secret: webhookSecret,

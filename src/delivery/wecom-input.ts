@@ -35,7 +35,7 @@ const mobileOrAll = z.string().transform((value, ctx) => {
   return z.NEVER;
 });
 
-const weComSchema = z
+export const weComSchema = z
   .object({
     key: robotKey,
     msgType: z

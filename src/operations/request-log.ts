@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../logger';
+import { legacyOpenApiPath, legacyRoutes } from '../rest/legacy-routes';
 import type { GatewayMetrics } from './metrics';
 
 /** What inner layers learn about a request, for its log line (the GraphQL plugin fills `operation`). */
@@ -22,13 +23,7 @@ export function carryRequestNote(from: Request, to: Request): void {
 
 /** Probes and scrapes come every few seconds: logged at debug so that they do not drown the traffic. */
 const quietRoutes = new Set(['/healthz', '/readyz', '/metrics']);
-const staticRoutes = new Set([
-  '/graphql',
-  ...quietRoutes,
-  '/api/third/ding/sendMsg',
-  '/api/third/email/sendMsg',
-  '/api/third/sms/sendMsg',
-]);
+const staticRoutes = new Set(['/graphql', ...quietRoutes, ...Object.keys(legacyRoutes), legacyOpenApiPath]);
 
 /** A bounded label for the path: the route, never the raw path (ids, typos and scans would explode the series). */
 export function routeTemplate(pathname: string): string {

@@ -1,12 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { internalErrorBody, type RequestObserver } from '../operations/request-log';
-import { fetchLegacyRequest, nodeLegacyRequest, type LegacyRequest } from './legacy-params';
-import { isLegacyPath, type LegacyReply } from './legacy-routes';
-
-type LegacyRoutes = (request: LegacyRequest) => Promise<LegacyReply>;
+import { fetchLegacyRequest, nodeLegacyRequest } from './legacy-params';
+import { isLegacyPath, type LegacyRouter } from './legacy-routes';
 
 /** app.fetch's entry: the routes' reply as a fetch Response. */
-export async function answerFetch(routes: LegacyRoutes, request: Request, url: URL): Promise<Response> {
+export async function answerFetch(routes: LegacyRouter, request: Request, url: URL): Promise<Response> {
   const reply = await routes(fetchLegacyRequest(request, url));
   return new Response(reply.body, { status: reply.status, headers: reply.headers });
 }
@@ -35,7 +33,7 @@ export function legacyTarget(target: string | undefined): { pathname: string; qu
  * The listener's entry: served straight from node:http's objects, without building fetch Requests and Responses,
  * observed (request id, log line, metrics) as every request is.
  */
-export function serveOverNode(routes: LegacyRoutes, observe: RequestObserver) {
+export function serveOverNode(routes: LegacyRouter, observe: RequestObserver) {
   return (incoming: IncomingMessage, response: ServerResponse, target: { pathname: string; query: string }): void => {
     const request = nodeLegacyRequest(incoming, target.pathname, target.query);
     const observed = observe(request.method, request.pathname, request.header('x-request-id'));

@@ -67,6 +67,51 @@ export class LegacyParams {
   }
 }
 
+/** How a legacy parameter is read: one text, a list (commas, semicolons, or a JSON array), or true/false. */
+export type ParamKind = 'text' | 'list' | 'flag';
+
+/** One parameter of a legacy route, declared once: the route reads it by name and kind, the OpenAPI document lists it. */
+export interface ParamDeclaration {
+  readonly kind: ParamKind;
+  readonly required?: boolean;
+  readonly description: string;
+  /** A value a valid request may send (the document's example). */
+  readonly example?: string | boolean | readonly string[];
+  /**
+   * The service input field it becomes, when named otherwise: that field's validation errors name this parameter, and
+   * its limits are the ones the document shows.
+   */
+  readonly field?: string;
+  /** The only values taken, when there are few. */
+  readonly values?: readonly string[];
+}
+
+export type ParamDeclarations = Readonly<Record<string, ParamDeclaration>>;
+
+interface ValueOfKind {
+  text: string | undefined;
+  list: string[] | undefined;
+  flag: boolean | string | undefined;
+}
+
+/** The declared parameters of one request, by name, each read as its kind says. */
+export type DeclaredParams<P extends ParamDeclarations> = { readonly [N in keyof P]: ValueOfKind[P[N]['kind']] };
+
+/**
+ * Reads a parameter when the route reads it (so the first one it cannot read is the one reported). A name that is not
+ * declared throws: a route cannot take a parameter its description does not list.
+ */
+export function declaredParams<P extends ParamDeclarations>(declarations: P, params: LegacyParams): DeclaredParams<P> {
+  return new Proxy({} as DeclaredParams<P>, {
+    get(_target, name) {
+      if (typeof name !== 'string' || !Object.hasOwn(declarations, name)) {
+        throw new Error(`legacy parameter "${String(name)}" is read but not declared`);
+      }
+      return params[declarations[name]!.kind](name);
+    },
+  });
+}
+
 function firstWins(pairs: Iterable<[string, BodyValue]>): Map<string, BodyValue> {
   const map = new Map<string, BodyValue>();
   for (const [name, value] of pairs) if (!map.has(name)) map.set(name, value);

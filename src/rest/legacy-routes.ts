@@ -1,12 +1,20 @@
 import crypto from 'node:crypto';
 import type { Authenticator, Caller } from '../auth';
+import { dingMsgTypes, feishuMsgTypes, weComMsgTypes } from '../channels/channel';
 import type { ChannelName, DeliveryRow } from '../db/schema';
 import type { DeliveryService, SendOptions } from '../delivery/service';
 import { errorCatalog, GatewayError, RateLimitedError, ValidationError, type ErrorCode, type FieldError } from '../errors';
 import { isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { MalformedParameterError } from './form-decoding';
-import { legacyBodyLimitBytes, readLegacyParams, type LegacyParams, type LegacyRequest } from './legacy-params';
+import {
+  declaredParams,
+  legacyBodyLimitBytes,
+  readLegacyParams,
+  type DeclaredParams,
+  type LegacyRequest,
+  type ParamDeclarations,
+} from './legacy-params';
 
 export interface LegacyRouteDeps {
   service: DeliveryService;
@@ -24,14 +32,30 @@ export interface LegacyAnswer {
   deliveryId?: string;
 }
 
-interface LegacyRoute {
+interface LegacyRoute<P extends ParamDeclarations = ParamDeclarations> {
   channel: ChannelName;
-  /** Parameters the original route required, in the order missing ones are reported. */
-  required: string[];
-  /** Service input field → legacy parameter name, for validation messages. */
-  names: Record<string, string>;
-  input(params: LegacyParams): Record<string, unknown>;
+  /** What the route does, in a line (its OpenAPI summary). */
+  summary: string;
+  /** Its parameters: required ones missing are reported in this order. */
+  params: P;
+  input(params: DeclaredParams<P>): Record<string, unknown>;
 }
+
+/** A route whose `input` can read only the parameters it declares, each as its declared kind. */
+const legacyRoute = <const P extends ParamDeclarations>(route: LegacyRoute<P>): LegacyRoute => route;
+
+/** Parameters every route takes besides its own. */
+export const commonParams = {
+  idempotencyKey: {
+    kind: 'text',
+    description:
+      'Makes repeating the request safe: the same key with the same parameters from the same token answers the ' +
+      'first delivery and sends nothing new; with other parameters it is refused ' +
+      `(${errorCatalog.IDEMPOTENCY_CONFLICT.restCode}). Wins over the \`Idempotency-Key\` header`,
+  },
+} as const satisfies ParamDeclarations;
+
+const mentionOnly = '(text and markdown only)';
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
 
@@ -40,6 +64,18 @@ function msgType(value: string | undefined): string | undefined {
   if (!value) return undefined;
   return value.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
 }
+
+/** The spellings `msgType` documents: the provider's own (actionCard), then the GraphQL enum's (ACTION_CARD). */
+const msgTypeSpellings = (types: readonly string[]) => [
+  ...types.map((type) => type.toLowerCase().replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase())),
+  ...types,
+];
+
+const msgTypeParam = (types: readonly string[], example: string) =>
+  ({ kind: 'text', description: 'The message type; `text` if absent', values: msgTypeSpellings(types), example }) as const;
+
+const requiredText = (description: string, example: string) =>
+  ({ kind: 'text', required: true, description, example }) as const;
 
 const subjectLength = 60;
 /** The first line with something other than white space in it. */
@@ -55,85 +91,157 @@ export function defaultSubject(content: string | undefined): string {
 }
 
 export const legacyRoutes: Record<string, LegacyRoute> = {
-  '/api/third/ding/sendMsg': {
+  '/api/third/ding/sendMsg': legacyRoute({
     channel: 'DING',
-    required: ['accessToken', 'secret', 'content'],
-    names: {},
+    summary: 'Send a DingTalk group robot message',
+    params: {
+      accessToken: requiredText(
+        "The robot's `access_token`, from its webhook URL",
+        'b5c1f2d3e4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f',
+      ),
+      secret: requiredText(
+        "The robot's signing secret (`SEC…`); the gateway signs each request with it",
+        'SEC7c4f0b8e2d1a6c9f3e5b7a9d1c3e5f7a9b1d3f5e7c9a1b3d5f7e9c1a3b5d7f9e',
+      ),
+      content: requiredText('The message (markdown for `markdown` and `actionCard`)', 'Disk /var on db-1 is 97% full'),
+      msgType: msgTypeParam(dingMsgTypes, 'markdown'),
+      title: { kind: 'text', description: 'The title; required for every type but `text`', example: 'Disk full' },
+      messageUrl: { kind: 'text', description: 'The http(s) link of a `link` or `actionCard` message; required there' },
+      picUrl: { kind: 'text', description: "The http(s) URL of a `link` message's picture" },
+      atMobiles: { kind: 'list', description: `Mobile numbers to @mention ${mentionOnly}`, example: ['13800138000'] },
+      atUserIds: { kind: 'list', description: `DingTalk user ids to @mention ${mentionOnly}` },
+      atAll: { kind: 'flag', description: `@mention everyone in the group ${mentionOnly}`, example: false },
+    },
     input: (params) => ({
-      accessToken: params.text('accessToken'),
-      secret: params.text('secret'),
-      content: params.text('content'),
-      msgType: msgType(params.text('msgType')),
-      title: nonEmpty(params.text('title')),
-      messageUrl: nonEmpty(params.text('messageUrl')),
-      picUrl: nonEmpty(params.text('picUrl')),
-      atMobiles: params.list('atMobiles'),
-      atUserIds: params.list('atUserIds'),
-      atAll: params.flag('atAll'),
+      accessToken: params.accessToken,
+      secret: params.secret,
+      content: params.content,
+      msgType: msgType(params.msgType),
+      title: nonEmpty(params.title),
+      messageUrl: nonEmpty(params.messageUrl),
+      picUrl: nonEmpty(params.picUrl),
+      atMobiles: params.atMobiles,
+      atUserIds: params.atUserIds,
+      atAll: params.atAll,
     }),
-  },
-  '/api/third/email/sendMsg': {
+  }),
+  '/api/third/email/sendMsg': legacyRoute({
     channel: 'EMAIL',
-    required: ['email', 'content'],
-    names: { to: 'email' },
+    summary: 'Send an email',
+    params: {
+      email: {
+        kind: 'list',
+        required: true,
+        field: 'to',
+        description: 'The recipients: addresses without display names',
+        example: ['ops@example.com', 'dba@example.com'],
+      },
+      content: requiredText('The text of the message', 'Backup of db-1 failed at 03:00'),
+      cc: { kind: 'list', description: 'Copies to these addresses', example: ['oncall@example.com'] },
+      bcc: { kind: 'list', description: 'Blind copies to these addresses' },
+      subject: {
+        kind: 'text',
+        description: 'The subject; when absent or empty, the first non-blank line of `content`, cut to 60 characters',
+        example: 'Backup failed',
+      },
+      html: {
+        kind: 'text',
+        description: 'An HTML version of the message, sent beside the text',
+        example: '<p>Backup of <b>db-1</b> failed at 03:00</p>',
+      },
+    },
     input: (params) => {
-      const content = params.text('content');
+      const content = params.content;
       return {
-        to: params.list('email'),
-        cc: params.list('cc'),
-        bcc: params.list('bcc'),
-        subject: nonEmpty(params.text('subject')) ?? defaultSubject(content),
+        to: params.email,
+        cc: params.cc,
+        bcc: params.bcc,
+        subject: nonEmpty(params.subject) ?? defaultSubject(content),
         content,
-        html: nonEmpty(params.text('html')),
+        html: nonEmpty(params.html),
       };
     },
-  },
-  '/api/third/feishu/sendMsg': {
+  }),
+  '/api/third/feishu/sendMsg': legacyRoute({
     channel: 'FEISHU',
-    required: ['token', 'content'],
-    names: {},
+    summary: 'Send a Feishu (Lark) group bot message',
+    params: {
+      token: requiredText(
+        "The part of the bot's webhook URL after `/open-apis/bot/v2/hook/`",
+        '6f1b2c3d-4e5f-4a7b-8c9d-0e1f2a3b4c5d',
+      ),
+      secret: { kind: 'text', description: "The bot's signing secret, when it signs", example: 'qN3xYv8RkT2mWb6LpZ4sHd' },
+      content: requiredText('The message (markdown for `card`)', 'Deploy of api 2.4.1 finished'),
+      msgType: msgTypeParam(feishuMsgTypes, 'post'),
+      title: { kind: 'text', description: 'The title; required for `post` and `card`', example: 'Deploy finished' },
+      atAll: { kind: 'flag', description: '@mention everyone in the group', example: false },
+    },
     input: (params) => ({
-      token: params.text('token'),
-      secret: nonEmpty(params.text('secret')),
-      content: params.text('content'),
-      msgType: msgType(params.text('msgType')),
-      title: nonEmpty(params.text('title')),
-      atAll: params.flag('atAll'),
+      token: params.token,
+      secret: nonEmpty(params.secret),
+      content: params.content,
+      msgType: msgType(params.msgType),
+      title: nonEmpty(params.title),
+      atAll: params.atAll,
     }),
-  },
-  '/api/third/sms/sendMsg': {
+  }),
+  '/api/third/sms/sendMsg': legacyRoute({
     channel: 'SMS',
-    required: ['mobile', 'content'],
-    names: {},
+    summary: 'Send an SMS',
+    params: {
+      mobile: requiredText('The number: E.164 (`+8613800138000`), or 11 digits for mainland China', '13800138000'),
+      content: requiredText("The value of the template's parameter `SMS_TEMPLATE_PARAM` (a verification code)", '482913'),
+      template: { kind: 'text', description: "The provider's template instead of the configured one", example: 'SMS_000001' },
+    },
     input: (params) => ({
-      mobile: params.text('mobile'),
-      content: params.text('content'),
-      template: nonEmpty(params.text('template')),
+      mobile: params.mobile,
+      content: params.content,
+      template: nonEmpty(params.template),
     }),
-  },
-  '/api/third/wecom/sendMsg': {
+  }),
+  '/api/third/wecom/sendMsg': legacyRoute({
     channel: 'WECOM',
-    required: ['key', 'content'],
-    names: {},
+    summary: 'Send a WeCom group robot message',
+    params: {
+      key: requiredText(
+        'The robot key: the UUID after `key=` in its webhook URL (the whole URL is taken too)',
+        '0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a',
+      ),
+      content: requiredText('The message; WeCom counts its length in UTF-8 bytes', 'Queue depth over 10000'),
+      msgType: msgTypeParam(weComMsgTypes, 'text'),
+      mentionedList: { kind: 'list', description: 'WeCom userids to @mention, or `@all` (text only)', example: ['zhangsan'] },
+      mentionedMobileList: {
+        kind: 'list',
+        description: 'Mobile numbers to @mention, or `@all` (text only)',
+        example: ['13800138000'],
+      },
+    },
     input: (params) => ({
-      key: params.text('key'),
-      content: params.text('content'),
-      msgType: msgType(params.text('msgType')),
-      mentionedList: params.list('mentionedList'),
-      mentionedMobileList: params.list('mentionedMobileList'),
+      key: params.key,
+      content: params.content,
+      msgType: msgType(params.msgType),
+      mentionedList: params.mentionedList,
+      mentionedMobileList: params.mentionedMobileList,
     }),
-  },
+  }),
   // For scripts: POSTs {"content": "<content>"} to `url`, signed with `secret` (Standard Webhooks).
-  '/api/third/webhook/sendMsg': {
+  '/api/third/webhook/sendMsg': legacyRoute({
     channel: 'WEBHOOK',
-    required: ['url', 'secret', 'content'],
-    names: { body: 'content' },
+    summary: 'POST a signed webhook (Standard Webhooks)',
+    params: {
+      url: requiredText('Where to POST: an http(s) URL without `user:password@`', 'https://hooks.example.com/notify'),
+      secret: requiredText(
+        'The signing secret: `whsec_` and the Base64 of a 24- to 64-byte key',
+        'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      ),
+      content: { ...requiredText('Posted as the JSON body `{"content": <content>}`', 'nightly build failed'), field: 'body' },
+    },
     input: (params) => ({
-      url: params.text('url'),
-      secret: params.text('secret'),
-      body: { content: params.text('content') },
+      url: params.url,
+      secret: params.secret,
+      body: { content: params.content },
     }),
-  },
+  }),
 };
 
 const answer = (code: ErrorCode, data: string, deliveryId?: string): LegacyAnswer => ({
@@ -173,7 +281,8 @@ export function deliveryAnswer(delivery: DeliveryRow, now: number): LegacyAnswer
 /** `to.1` → `email (item 2)`: service field paths in the names the legacy caller used. */
 function legacyPath(path: string, route: LegacyRoute, keyFromParameter: boolean): string {
   const [field = path, ...rest] = path.split('.');
-  const name = field === 'idempotencyKey' && !keyFromParameter ? 'Idempotency-Key' : (route.names[field] ?? field);
+  const parameter = Object.keys(route.params).find((name) => route.params[name]!.field === field) ?? field;
+  const name = field === 'idempotencyKey' && !keyFromParameter ? 'Idempotency-Key' : parameter;
   const index = rest.length === 1 && /^\d+$/.test(rest[0]!) ? Number(rest[0]) : undefined;
   return index === undefined ? [name, ...rest].join('.') : `${name} (item ${index + 1})`;
 }
@@ -201,14 +310,19 @@ export interface LegacyReply {
   body: string;
 }
 
+export type LegacyRouter = (request: LegacyRequest) => Promise<LegacyReply>;
+
 const routePrefix = /^\/api\/third(\/|$)/;
 const allowedMethods = new Set(['GET', 'POST']);
 
 /** True for the paths the legacy routes own (answering "no such route" for the unknown ones). */
 export const isLegacyPath = (pathname: string) => routePrefix.test(pathname);
 
+/** Where the routes' OpenAPI description is served (rest/openapi.ts). */
+export const legacyOpenApiPath = '/api/third/openapi.json';
+
 /** The original `/api/third/*` routes, for requests of the paths `isLegacyPath` accepts. */
-export function createLegacyRoutes(deps: LegacyRouteDeps): (request: LegacyRequest) => Promise<LegacyReply> {
+export function createLegacyRoutes(deps: LegacyRouteDeps): LegacyRouter {
   const { service, authenticator } = deps;
   const logger = deps.logger.child({ component: 'legacy-rest' });
   const now = deps.now ?? Date.now;
@@ -229,16 +343,17 @@ export function createLegacyRoutes(deps: LegacyRouteDeps): (request: LegacyReque
     state.caller = caller;
 
     const params = await readLegacyParams(request, limit);
-    const missing = route.required.filter((name) => !params.has(name));
+    const missing = Object.keys(route.params).filter((name) => route.params[name]!.required && !params.has(name));
     if (missing.length > 0) {
       const hint = params.ignoredBodyType
         ? ` (a ${params.ignoredBodyType} body is not read: send the parameters in the query string, as JSON or as a form)`
         : '';
       return answer('INVALID_ARGUMENT', `${describe(missing.map((name) => ({ path: name, message: 'is required' })))}${hint}`);
     }
-    const keyParameter = nonEmpty(params.text('idempotencyKey'));
+    const keyParameter = nonEmpty(declaredParams(commonParams, params).idempotencyKey);
     state.keyFromParameter = keyParameter !== undefined;
-    const input = { ...route.input(params), ...(keyParameter !== undefined ? { idempotencyKey: keyParameter } : {}) };
+    const fields = route.input(declaredParams(route.params, params));
+    const input = { ...fields, ...(keyParameter !== undefined ? { idempotencyKey: keyParameter } : {}) };
     const options: SendOptions = { idempotencyKey: request.header('idempotency-key') };
     const delivery = await service.send(route.channel, input, caller, options);
     return deliveryAnswer(delivery, now());
