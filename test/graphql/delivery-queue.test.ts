@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { hashToken, type TokenScopes } from '../../src/auth';
+import type { TokenScopes } from '../../src/auth';
 import type { NewDeliveryRow } from '../../src/db/schema';
-import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { describeOnStores, insertScopedToken, startGatewayOn, type AnyGateway } from '../support/db';
 import { deliveryRow } from '../support/stores';
 
 const queueQuery = '{ deliveryQueue { depth byChannel { channel count } oldestPendingAt oldestPendingAgeSeconds } }';
@@ -9,19 +9,7 @@ const queueQuery = '{ deliveryQueue { depth byChannel { channel count } oldestPe
 describeOnStores('deliveryQueue', (kind) => {
   let gateway: AnyGateway;
 
-  async function storedToken(name: string, scopes: TokenScopes): Promise<string> {
-    const token = `${name}-token-0123456789`;
-    await gateway.store.insertToken({
-      id: `tok_${name}`,
-      name,
-      tokenHash: hashToken(token),
-      scopes: JSON.stringify(scopes),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
-    return token;
-  }
+  const storedToken = (name: string, scopes: TokenScopes) => insertScopedToken(gateway, name, scopes);
 
   const queue = async (token?: string) => {
     const { status, body } = await gateway.graphql(queueQuery, {}, token ? { token } : undefined);

@@ -1,10 +1,10 @@
 import { ClientError, GraphQLClient } from 'graphql-request';
 import { createClient, type Client, type ExecutionResult } from 'graphql-sse';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { hashToken, type ReadScope } from '../../src/auth';
+import type { ReadScope } from '../../src/auth';
 import { graphqlLimits } from '../../src/graphql/yoga';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
-import { countDeliveries, describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import { countDeliveries, describeOnStores, insertScopedToken, startGatewayOn, type AnyGateway } from '../support/db';
 import { eventually, testToken } from '../support/gateway';
 
 const sendEmail = `mutation($input: SendEmailInput!) {
@@ -35,15 +35,7 @@ describeOnStores(
       gateway = await startGatewayOn(kind, { env: { SMTP_URL: sink.url } });
       url = `${await gateway.listen()}/graphql`;
       for (const read of ['own', 'none'] as const) {
-        await gateway.store.insertToken({
-          id: `tok_read_${read}`,
-          name: `reads ${read}`,
-          tokenHash: hashToken(tokens[read]),
-          scopes: JSON.stringify({ channels: ['EMAIL'], read }),
-          createdAt: Date.now(),
-          revokedAt: null,
-          lastUsedAt: null,
-        });
+        await insertScopedToken(gateway, `read_${read}`, { channels: ['EMAIL'], read }, tokens[read]);
       }
     });
     afterEach(() => {

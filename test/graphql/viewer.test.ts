@@ -1,25 +1,13 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { hashToken, type TokenScopes } from '../../src/auth';
-import { describeOnStores, startGatewayOn, type AnyGateway } from '../support/db';
+import type { TokenScopes } from '../../src/auth';
+import { describeOnStores, insertScopedToken, startGatewayOn, type AnyGateway } from '../support/db';
 
 const viewerQuery = '{ viewer { name channels read admin } }';
 
 describeOnStores('viewer', (kind) => {
   let gateway: AnyGateway;
 
-  async function storedToken(name: string, scopes: TokenScopes): Promise<string> {
-    const token = `${name}-token-0123456789`;
-    await gateway.store.insertToken({
-      id: `tok_${name}`,
-      name,
-      tokenHash: hashToken(token),
-      scopes: JSON.stringify(scopes),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
-    return token;
-  }
+  const storedToken = (name: string, scopes: TokenScopes) => insertScopedToken(gateway, name, scopes);
 
   const viewer = async (token?: string) => {
     const { status, body } = await gateway.graphql(viewerQuery, {}, token ? { token } : undefined);

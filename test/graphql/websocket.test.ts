@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { hashToken, type ReadScope } from '../../src/auth';
+import type { ReadScope } from '../../src/auth';
 import { graphqlLimits } from '../../src/graphql/yoga';
 import { maxOperationsPerConnection } from '../../src/graphql/serve-over-websocket';
+import { insertScopedToken } from '../support/db';
 import { eventually, startGateway, testToken, type TestGateway } from '../support/gateway';
 import { execute, subscribe, webSocketClient, type WebSocketClient } from '../support/websocket';
 
@@ -16,17 +17,7 @@ describe('GraphQL over WebSocket (graphql-ws)', { timeout: 30_000 }, () => {
   const tokens: Record<string, string> = {};
 
   async function addToken(name: string, read: ReadScope) {
-    const token = `token-${name}-0123456789`;
-    await gateway.store.insertToken({
-      id: `tok_${name}`,
-      name,
-      tokenHash: hashToken(token),
-      scopes: JSON.stringify({ channels: ['EMAIL'], read }),
-      createdAt: Date.now(),
-      revokedAt: null,
-      lastUsedAt: null,
-    });
-    tokens[name] = token;
+    tokens[name] = await insertScopedToken(gateway, name, { channels: ['EMAIL'], read });
   }
 
   const connect = (...params: [Record<string, unknown> | undefined] | []) => {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { describe } from 'vitest';
-import { fullScopes, hashToken } from '../../src/auth';
+import { fullScopes, hashToken, type TokenScopes } from '../../src/auth';
 import type { ChannelName, DeliveryStatus } from '../../src/db/schema';
 import type { PostgresStore } from '../../src/db/postgres-store';
 import type { SqliteStore } from '../../src/db/sqlite-store';
@@ -233,6 +233,25 @@ export function insertOwnReaderToken(holder: HasStore, token: string): Promise<v
     revokedAt: null,
     lastUsedAt: null,
   });
+}
+
+/** A stored token with these channels and read scope, id `tok_<name>`; returns the token to present. */
+export async function insertScopedToken(
+  holder: HasStore,
+  name: string,
+  scopes: TokenScopes,
+  token = `${name}-token-0123456789`,
+): Promise<string> {
+  await storeOf(holder).insertToken({
+    id: `tok_${name}`,
+    name,
+    tokenHash: hashToken(token),
+    scopes: JSON.stringify(scopes),
+    createdAt: Date.now(),
+    revokedAt: null,
+    lastUsedAt: null,
+  });
+  return token;
 }
 
 /** Runs SQL as it is written (a migration file's statements, say). */
