@@ -65,7 +65,7 @@ describe.skipIf(!postgresAvailable())('three replicas on one PostgreSQL database
       const ready = await replica.get('/readyz', { token: null });
       expect(ready).toEqual({
         status: 200,
-        body: { status: 'ready', checks: { database: 'ok', migrations: 'ok', dispatcher: 'ok', liveUpdates: 'ok' } },
+        body: { status: 'ready', checks: { database: 'ok', migrations: 'ok', store: 'ok', dispatcher: 'ok', liveUpdates: 'ok' } },
       });
     }
   });
