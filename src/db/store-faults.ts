@@ -64,7 +64,8 @@ export function classifyStoreError(error: unknown): StoreFaultKind | undefined {
   if (typeof code === 'string') {
     if (code.startsWith('SQLITE_')) return sqliteKinds.find(([prefix]) => code.startsWith(prefix))?.[1];
     if (code in systemKinds) return systemKinds[code];
-    if (/^[0-9A-Z]{5}$/.test(code)) return postgresKind(code);
+    const kind = /^[0-9A-Z]{5}$/.test(code) ? postgresKind(code) : undefined;
+    if (kind) return kind;
   }
   return lostConnection.test(error.message) ? 'unreachable' : undefined;
 }
