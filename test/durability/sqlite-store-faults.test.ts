@@ -3,16 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { countDeliveries } from '../support/db';
 import { eventually, startGateway, type TestGateway } from '../support/gateway';
-import {
-  expectEachDeliveredOnce,
-  expectGeneralWords,
-  newSend,
-  readiness,
-  sendOverGraphql,
-  sendOverRest,
-  storeFaultCount,
-  type Send,
-} from '../support/store-faults';
+import { expectGeneralWords, expectRecovered, newSend, readiness, sendOverGraphql, sendOverRest, type Send } from '../support/store-faults';
 
 interface Fault {
   kind: string;
@@ -83,11 +74,7 @@ describe('SQLite that cannot write: callers are told to retry, readiness fails a
       expect(answer.accepted).toBe(true);
       if (answer.accepted) accepted.push(answer.id);
     }
-    await expectEachDeliveredOnce(gateway, sink, accepted, refused);
-    expect((await gateway.store.countByStatus()).filter((row) => row.status === 'FAILED')).toEqual([]);
-    expect(await storeFaultCount(gateway, fault.kind)).toBeGreaterThan(0);
-    // One line when the episode starts and one when it ends, however many requests were refused.
-    expect(gateway.logs.filter((line) => line.msg === 'the database cannot take writes; refusing sends until it does')).toHaveLength(1);
+    await expectRecovered(gateway, sink, { accepted, refused }, fault.kind);
     expect(gateway.logs.filter((line) => line.msg === 'the database takes writes again')).toMatchObject([{ kind: fault.kind }]);
   }
 

@@ -88,3 +88,25 @@ export async function storeFaultCount(gateway: AnyGateway, kind: string): Promis
   const line = text.split('\n').find((row) => row.startsWith(`notify_gateway_store_faults_total{kind="${kind}"}`));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
+
+/**
+ * After a fault episode: each send delivered once (`expectEachDeliveredOnce`), no delivery FAILED by it, the fault
+ * counted under `kind`, and the episode logged once at its start and once at its end (`episodes`: how many it may look
+ * like), not once per refused request.
+ */
+export async function expectRecovered(
+  gateway: AnyGateway,
+  sink: SmtpSink,
+  sends: { accepted: string[]; refused: Send[] },
+  kind: string,
+  episodes: { min: number; max: number } = { min: 1, max: 1 },
+): Promise<void> {
+  await expectEachDeliveredOnce(gateway, sink, sends.accepted, sends.refused);
+  expect((await gateway.store.countByStatus()).filter((row) => row.status === 'FAILED')).toEqual([]);
+  expect(await storeFaultCount(gateway, kind)).toBeGreaterThan(0);
+  const starts = gateway.logs.filter((line) => line.msg === 'the database cannot take writes; refusing sends until it does');
+  const ends = gateway.logs.filter((line) => line.msg === 'the database takes writes again');
+  expect(starts.length).toBeGreaterThanOrEqual(episodes.min);
+  expect(starts.length).toBeLessThanOrEqual(episodes.max);
+  expect(ends).toHaveLength(starts.length);
+}
