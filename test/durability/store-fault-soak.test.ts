@@ -4,8 +4,8 @@ import { eventually, startGateway, testToken, type TestGateway } from '../suppor
 import { newSend, sendEmail } from '../support/store-faults';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** 5,000 is the soak of the issue (SOAK_SENDS=5000); the suite runs a shorter one. */
-const total = Number(process.env.SOAK_SENDS ?? 1200);
+/** 5,000 is the soak of the issue (SOAK_SENDS=5000, about 100 s here); the suite runs a shorter one. */
+const total = Number(process.env.SOAK_SENDS ?? 600);
 
 describe('a soak: sends while the disk fills up three times for 2 s', { timeout: 120_000 }, () => {
   let sink: SmtpSink;
