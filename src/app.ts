@@ -9,8 +9,9 @@ import { Digests } from './digest/digests';
 import { Dispatcher } from './delivery/dispatcher';
 import { DeliveryEvents } from './delivery/events';
 import { DeliveryService } from './delivery/service';
-import { errorCatalog } from './errors';
-import { serveGraphqlOverNode } from './graphql/serve-over-node';
+import { guardStore, StoreHealth } from './db/store-faults';
+import { errorCatalog, StoreUnavailableError } from './errors';
+import { serveGraphqlOverNode, storeUnavailableBody, storeUnavailableInit } from './graphql/serve-over-node';
 import { createWebSocketTransport } from './graphql/serve-over-websocket';
 import { createGraphQLHandler } from './graphql/yoga';
 import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
@@ -44,7 +45,11 @@ const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8' } });
 
 /** Builds the whole gateway without listening: tests call `app.fetch`, main hands `app.handler` to node:http. */
-export function createApp({ config, store, channels, secretBox, logger }: AppDeps) {
+export function createApp({ config, store: database, channels, secretBox, logger }: AppDeps) {
+  const metrics = new GatewayMetrics({ store: database, logger });
+  const storeHealth = new StoreHealth(database, { logger, observer: (kind) => metrics.storeFault(kind) });
+  // Everything below uses the store through the guard: a fault of the database is a StoreUnavailableError.
+  const store = guardStore(database, storeHealth);
   const events = new DeliveryEvents();
   if (store.changes) {
     // Replicas on one database: changes made by the others reach this one's waiting callers and subscriptions.
@@ -54,10 +59,10 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       (error) => logger.warn({ err: error }, 'could not read deliveries changed by another replica'),
     );
   }
-  const metrics = new GatewayMetrics({ store, logger });
   const digests = config.robotDigest ? new Digests({ store, events, logger }) : undefined;
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config, digests });
   dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
+  storeHealth.onHealed(() => dispatcher.resume());
   const observer = {
     accepted: (delivery: DeliveryRow) => metrics.deliveryAccepted(delivery),
     rateLimited: (channel: ChannelName, scope: 'recipient' | 'caller') => metrics.rateLimitRefused(channel, scope),
@@ -72,7 +77,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     logger,
     plugins: [useOperationMetrics(metrics)],
   });
-  const operations = createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
+  const operations = createOperationsRoutes({ store, storeHealth, dispatcher, metrics, metricsOnMainPort: config.metricsPort === undefined });
   const legacy = withOpenApiDocument(
     createLegacyRoutes({ service, authenticator, logger, bodyLimitBytes: config.bodyLimitBytes }),
   );
@@ -110,7 +115,11 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
       }
       carryRequestNote(request, bounded);
       request = bounded;
-      const caller = await authenticator.authenticate(request.headers.get('ops-token'));
+      const caller = await authenticator.authenticate(request.headers.get('ops-token')).catch((error: unknown) => {
+        if (error instanceof StoreUnavailableError) return error;
+        throw error;
+      });
+      if (caller instanceof StoreUnavailableError) return new Response(storeUnavailableBody(caller), storeUnavailableInit(caller));
       if (!caller) {
         return json(
           { errors: [{ message: errorCatalog.UNAUTHENTICATED.description, extensions: { code: 'UNAUTHENTICATED' } }] },
@@ -153,6 +162,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     events,
     authenticator,
     metrics,
+    storeHealth,
     /** Serves /metrics alone, for the METRICS_PORT listener. */
     metricsHandler: createServerAdapter(createMetricsHandler(metrics)),
     start() {
@@ -185,6 +195,7 @@ export function createApp({ config, store, channels, secretBox, logger }: AppDep
     closeWebSockets: () => webSockets.close(),
     /** Stops sending, letting attempts under way finish within `deadlineMs`. True when all finished. */
     async stop(deadlineMs: number) {
+      storeHealth.close();
       return dispatcher.stop(deadlineMs);
     },
   };

@@ -13,6 +13,10 @@ export const errorCatalog = {
   NOT_FOUND: { restCode: 1007, description: 'No such route or delivery' },
   PAYLOAD_TOO_LARGE: { restCode: 1008, description: 'The request body is larger than the gateway accepts' },
   INVALID_STATE: { restCode: 1009, description: 'The delivery is not in a state that allows this operation' },
+  STORE_UNAVAILABLE: {
+    restCode: 1010,
+    description: 'The gateway cannot use its database for now (disk full, busy, unreachable); retry after `retryAfterSeconds`',
+  },
   INTERNAL_ERROR: { restCode: 1099, description: 'Unexpected error; details are in the gateway log, not in the answer' },
 } as const;
 
@@ -79,5 +83,15 @@ export class InvalidStateError extends GatewayError {
 export class UnauthenticatedError extends GatewayError {
   constructor(message = 'A valid OPS-Token header is required') {
     super('UNAUTHENTICATED', message);
+  }
+}
+
+/** The database cannot take writes (or answer) for now: a fault of the gateway's own that a retry later gets past. */
+export class StoreUnavailableError extends GatewayError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('STORE_UNAVAILABLE', message);
   }
 }

@@ -43,6 +43,7 @@ export type SendEmailMutation = { sendEmail:
     | { __typename: 'ForbiddenError', code: string, message: string }
     | { __typename: 'IdempotencyConflictError', code: string, message: string }
     | { __typename: 'RateLimitedError', code: string, message: string }
+    | { __typename: 'StoreUnavailableError', code: string, message: string }
     | { __typename: 'ValidationError', code: string, message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 

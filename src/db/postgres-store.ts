@@ -546,6 +546,16 @@ export class PostgresStore implements Store {
     return rows[0].value;
   }
 
+  async probeWrite() {
+    // A transaction that writes and commits: its commit record is flushed to the WAL like any delivery's.
+    await this.transaction(async (client) => {
+      await client.query("insert into gateway_settings (name, value) values ('store-probe', $1) on conflict (name) do nothing", [
+        String(Date.now()),
+      ]);
+      await client.query("delete from gateway_settings where name = 'store-probe'");
+    });
+  }
+
   async ping() {
     try {
       await this.pool.query('select 1');

@@ -67,6 +67,9 @@ const lastAttemptNumberSql = 'select max(number) as number from delivery_attempt
 const heldByAttemptSql = ` and status = 'SENDING' and claimed_until = ? and attempts < ?
   and not exists (select 1 from delivery_attempts where delivery_id = ? and number >= ?)`;
 
+const probeName = 'store-probe';
+const probeFiller = 'x'.repeat(3 * 4096);
+
 interface PendingWrite {
   work: () => unknown;
   resolve: (value: never) => void;
@@ -110,6 +113,12 @@ export class SqliteStore implements Store {
   private syncing?: Promise<void>;
   private flushAfterSync = false;
   private synced = 0;
+
+  /**
+   * The one call that makes commits durable. A test replaces it to fail as a failing disk does (EIO): a root-owned
+   * test cannot make the kernel fail an fsync, and permissions do not stop root.
+   */
+  fdatasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve())));
 
   private constructor(readonly db: Db) {
     const client = db.$client;
@@ -212,7 +221,7 @@ export class SqliteStore implements Store {
         // SQLite keeps the WAL file (same inode) while this connection is open, so one descriptor serves throughout.
         this.walFd ??= this.openWal();
         // fdatasync: the WAL's frames and its length, which is what a reader of the file after a crash needs.
-        await new Promise<void>((resolve, reject) => fs.fdatasync(this.walFd!, (error) => (error ? reject(error) : resolve())));
+        await this.fdatasync(this.walFd);
         this.synced += 1;
       } catch (error) {
         failure = error as Error;
@@ -612,6 +621,14 @@ export class SqliteStore implements Store {
     return this.write(() => {
       this.prepared('insert into gateway_settings (name, value) values (?, ?) on conflict (name) do nothing').run(name, value);
       return (this.prepared('select value from gateway_settings where name = ?').get(name) as { value: string }).value;
+    });
+  }
+
+  async probeWrite() {
+    // Bigger than a page, so that it needs pages the file may not have room for; deleted in the same transaction.
+    await this.write(() => {
+      this.prepared('insert into gateway_settings (name, value) values (?, ?)').run(probeName, probeFiller);
+      this.prepared('delete from gateway_settings where name = ?').run(probeName);
     });
   }
 

@@ -232,6 +232,11 @@ export interface Store {
   readonly changes?: ChangeFeed;
 
   ping(): Promise<boolean>;
+  /**
+   * A small write through the whole write path (lock, new pages, commit, and the fsync that makes it durable), left
+   * behind by nothing: resolves once the database takes writes, throws the database's error while it does not.
+   */
+  probeWrite(): Promise<void>;
   migrationsCurrent(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { ChannelError, type Channels, type PacingRule, type SendResult } from '../channels/channel';
 import type { Config } from '../config';
 import type { DeliveryRow } from '../db/schema';
+import { StoreUnavailableError } from '../errors';
 import type { DeliveryPatch, NewAttempt, Store } from '../db/store';
 import type { Digests, Fold } from '../digest/digests';
 import type { Logger } from '../logger';
@@ -30,8 +31,17 @@ export function attemptDeadlineMs(config: Pick<Config, 'providerTimeoutMs'>): nu
 /** How often the dispatcher looks for claims that ran out (a replica died, say). */
 const lapsedCheckMs = 1000;
 
+/** The longest pause between claim cycles (or tries to record an outcome) while the database cannot be used. */
+const storeBackoffCapMs = 5000;
+
 /** How long a channel gets to wind down after the abort before the dispatcher stops waiting for it. */
 export const abortGraceMs = 2000;
+
+function healSignal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((done) => (resolve = done));
+  return { promise, resolve };
+}
 
 export interface AttemptObserver {
   (event: { delivery: DeliveryRow; attempt: NewAttempt }): void;
@@ -49,6 +59,11 @@ export class Dispatcher {
   private readonly sending = new Set<string>();
   /** Since when claim cycles fail (the database is unreachable, say), while they do. */
   private failingSince?: number;
+  /** Claim cycles failed in a row, and no cycle before this time: the pause doubles with each, up to a cap. */
+  private failedCycles = 0;
+  private pausedUntil = Number.NEGATIVE_INFINITY;
+  /** Resolved (and replaced) when the store heals: outcomes waiting to be recorded try again at once. */
+  private storeHealed = healSignal();
   /** When lapsed claims were last looked for. */
   private lapsedCheckedAt = Number.NEGATIVE_INFINITY;
   private timer?: NodeJS.Timeout;
@@ -90,6 +105,7 @@ export class Dispatcher {
   kick(): void {
     // Not started (or stopped): sends stay QUEUED until start().
     if (this.stopping || !this.timer) return;
+    if (this.now() < this.pausedUntil) return;
     if (this.cycling) {
       this.again = true;
       return;
@@ -97,6 +113,20 @@ export class Dispatcher {
     this.cycling = true;
     // A microtask, not the next turn: the claim then joins the writes (an outcome, say) of this turn in one commit.
     this.cycleDone = Promise.resolve().then(() => this.cycle());
+  }
+
+  /** The store takes writes again: claim at once, and record the outcomes that could not be. */
+  resume(): void {
+    this.failedCycles = 0;
+    this.pausedUntil = Number.NEGATIVE_INFINITY;
+    this.storeHealed.resolve();
+    this.storeHealed = healSignal();
+    this.kick();
+  }
+
+  /** Exponential from the poll interval, capped: how long to leave a failing store alone after `failures` in a row. */
+  private storeBackoff(failures: number): number {
+    return Math.min(storeBackoffCapMs, this.deps.config.dispatch.pollMs * 2 ** Math.min(failures - 1, 16));
   }
 
   private sendOver(deliveryId: string): void {
@@ -147,12 +177,15 @@ export class Dispatcher {
           this.deps.logger.info({ failedForMs: this.now() - this.failingSince }, 'dispatching again: the database answers');
           this.failingSince = undefined;
         }
+        this.failedCycles = 0;
       } while (this.again && !this.stopping);
     } catch (error) {
-      // Tried again at the next poll; while the database stays unreachable, one line for the whole episode.
+      // Tried again after a pause that grows while the database stays unusable; one line for the whole episode.
+      this.failedCycles += 1;
+      this.pausedUntil = this.now() + this.storeBackoff(this.failedCycles);
       if (this.failingSince === undefined) {
         this.failingSince = this.now();
-        this.deps.logger.error({ err: error }, 'dispatch cycle failed; retrying at every poll');
+        this.deps.logger.error({ err: error }, 'dispatch cycle failed; retrying with backoff');
       }
     } finally {
       this.cycling = false;
@@ -235,7 +268,7 @@ export class Dispatcher {
     };
     const patch = this.outcome(delivery, number, finishedAt, result, failure);
     try {
-      const updated = await store.finishAttempt(delivery.id, attempt, patch, delivery.claimedUntil ?? undefined);
+      const updated = await this.record(delivery, attempt, patch);
       events.publish(updated);
       for (const observer of this.observers) observer({ delivery: updated, attempt });
       if (fold) await this.deps.digests!.settle(updated, updated.status === 'SENT', finishedAt);
@@ -251,6 +284,32 @@ export class Dispatcher {
       // Not recorded: the claim lapses and the delivery is attempted again (at-least-once); a pacing reservation
       // keeps counting until then, as the attempt most likely reached the provider.
       logger.error({ ...about, err: error, attempt: number }, 'could not record the attempt');
+    }
+  }
+
+  /**
+   * Records the attempt's outcome. While the database cannot be used the outcome is kept here and tried again (sooner
+   * when the store heals) as long as the claim holds: sending the message again would make a duplicate. Past the claim
+   * it is given up, and the delivery is handed back as an interrupted attempt (at-least-once).
+   */
+  private async record(delivery: DeliveryRow, attempt: NewAttempt, patch: DeliveryPatch): Promise<DeliveryRow> {
+    const claimedUntil = delivery.claimedUntil ?? undefined;
+    for (let failures = 1; ; failures++) {
+      try {
+        if (failures > 1) {
+          // A commit whose fsync failed is in the database all the same: recorded already, not to be recorded twice.
+          const current = await this.deps.store.getDelivery(delivery.id);
+          if (current && current.attempts >= attempt.number) return current;
+        }
+        return await this.deps.store.finishAttempt(delivery.id, attempt, patch, claimedUntil);
+      } catch (error) {
+        const pause = this.storeBackoff(failures);
+        const lapses = claimedUntil ?? Number.NEGATIVE_INFINITY;
+        if (!(error instanceof StoreUnavailableError) || this.stopping || this.now() + pause >= lapses) throw error;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([this.storeHealed.promise, new Promise((resolve) => (timer = setTimeout(resolve, pause)))]);
+        clearTimeout(timer);
+      }
     }
   }
 

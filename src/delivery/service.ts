@@ -9,6 +9,7 @@ import {
   IdempotencyConflictError,
   InvalidStateError,
   NotFoundError,
+  StoreUnavailableError,
   ValidationError,
 } from '../errors';
 import type { SecretBox } from '../secrets';
@@ -164,7 +165,12 @@ export class DeliveryService {
     dispatcher.kick();
     await Promise.race([waiter.promise, this.waitingReleased]);
     waiter.cancel();
-    return (await store.getDelivery(outcome.delivery.id)) ?? outcome.delivery;
+    // Recorded already: a database that cannot be read now must not turn the acceptance into a refusal.
+    const latest = await store.getDelivery(outcome.delivery.id).catch((error: unknown) => {
+      if (error instanceof StoreUnavailableError) return undefined;
+      throw error;
+    });
+    return latest ?? outcome.delivery;
   }
 
   async getDelivery(id: string, caller: Caller): Promise<DeliveryRow | undefined> {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth';
-import { errorCatalog } from '../errors';
+import { errorCatalog, StoreUnavailableError } from '../errors';
 import { isCrossSiteBrowserRequest } from '../http-guards';
 import { internalErrorBody, type RequestObserver } from '../operations/request-log';
 import type { GraphQLHandler } from './yoga';
@@ -10,6 +10,15 @@ const unauthenticatedBody = JSON.stringify({
 });
 
 const jsonHeaders = { 'content-type': 'application/json; charset=utf-8' };
+
+/** A request that failed as a whole because the database could not be used: 503 with Retry-After. */
+export const storeUnavailableInit = (error: StoreUnavailableError) => ({
+  status: 503,
+  headers: { ...jsonHeaders, 'retry-after': String(error.retryAfterSeconds) },
+});
+
+export const storeUnavailableBody = (error: StoreUnavailableError) =>
+  JSON.stringify({ errors: [{ message: error.message, extensions: { code: error.code } }] });
 
 /**
  * The common GraphQL request, a JSON POST framed by a Content-Length within the limit, sent by an API client (not a
@@ -50,6 +59,12 @@ export function serveGraphqlOverNode(deps: {
         response.writeHead(401, jsonHeaders).end(unauthenticatedBody);
       })
       .catch((error: unknown) => {
+        if (error instanceof StoreUnavailableError && !response.headersSent) {
+          request.resume();
+          const { status, headers: answerHeaders } = storeUnavailableInit(error);
+          response.writeHead(status, answerHeaders).end(storeUnavailableBody(error));
+          return;
+        }
         observed.failed(error);
         if (!response.headersSent) response.writeHead(500, jsonHeaders);
         if (!response.writableEnded) response.end(internalErrorBody);

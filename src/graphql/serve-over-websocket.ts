@@ -4,6 +4,7 @@ import { GraphQLError, type DocumentNode, type ExecutionArgs } from 'graphql';
 import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Authenticator, Caller } from '../auth';
+import { StoreUnavailableError } from '../errors';
 import { isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { describeOperation } from '../operations/graphql-plugins';
@@ -185,6 +186,11 @@ export function createWebSocketTransport(deps: {
     connections.add(connection);
     metrics.websocketOpened();
     const internalError = (error: unknown) => {
+      if (error instanceof StoreUnavailableError) {
+        // The token could not be looked up (a storage fault): 1013 Try Again Later, which clients retry, not 4403.
+        socket.close(1013, 'Try again later');
+        return;
+      }
       log.error({ err: error, requestId: connection.id }, 'unexpected error on a websocket connection');
       socket.close(CloseCode.InternalServerError, 'Internal server error');
     };

@@ -5,7 +5,7 @@ import type { Authenticator, Caller } from '../auth';
 import type { Config } from '../config';
 import type { DeliveryEvents } from '../delivery/events';
 import type { DeliveryService } from '../delivery/service';
-import { GatewayError } from '../errors';
+import { GatewayError, StoreUnavailableError } from '../errors';
 import type { Logger } from '../logger';
 import type { RequestNote } from '../operations/request-log';
 import type { GraphQLContext } from './builder';
@@ -66,7 +66,10 @@ function variableValuesHidden(): Plugin {
 const maskUnexpected: typeof maskError = (error, message) => {
   const original = error instanceof GraphQLError ? error.originalError : error;
   if (original instanceof GatewayError && error instanceof GraphQLError) {
-    return new GraphQLError(original.message, { nodes: error.nodes, path: error.path, extensions: { code: original.code } });
+    // The database could not be used: the request fails as a whole with 503, and says when to try again.
+    const http =
+      original instanceof StoreUnavailableError ? { status: 503, headers: { 'retry-after': String(original.retryAfterSeconds) } } : undefined;
+    return new GraphQLError(original.message, { nodes: error.nodes, path: error.path, extensions: { code: original.code, ...(http && { http }) } });
   }
   return maskError(error, message, false);
 };

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { channels, type ChannelName, type DeliveryRow } from '../db/schema';
 import type { NewAttempt, Store } from '../db/store';
+import type { StoreFaultKind } from '../db/store-faults';
 import type { Logger } from '../logger';
 
 export interface MetricsDeps {
@@ -29,6 +30,7 @@ export class GatewayMetrics {
   private readonly retried: Counter<'channel' | 'provider'>;
   private readonly attemptDuration: Histogram<'provider' | 'outcome'>;
   private readonly rateLimited: Counter<'channel' | 'scope'>;
+  private readonly storeFaults: Counter<'kind'>;
   private readonly graphqlOperations: Counter<'transport' | 'operation_type' | 'operation' | 'outcome'>;
   private readonly websocketConnections: Gauge;
   private readonly websocketRefusals: Counter<'reason'>;
@@ -67,6 +69,13 @@ export class GatewayMetrics {
       name: 'notify_gateway_rate_limit_refusals_total',
       help: 'Send requests refused by a rate limit, nothing recorded: scope recipient (SMS per number) or caller (per token)',
       labelNames: ['channel', 'scope'],
+      registers,
+    });
+
+    this.storeFaults = new Counter({
+      name: 'notify_gateway_store_faults_total',
+      help: 'Database operations that failed because the database could not be used (disk_full, io_error, busy, unreachable, conflict)',
+      labelNames: ['kind'],
       registers,
     });
 
@@ -149,6 +158,10 @@ export class GatewayMetrics {
 
   rateLimitRefused(channel: ChannelName, scope: 'recipient' | 'caller'): void {
     this.rateLimited.inc({ channel, scope });
+  }
+
+  storeFault(kind: StoreFaultKind): void {
+    this.storeFaults.inc({ kind });
   }
 
   /** Called by the dispatcher after each recorded attempt, with the delivery as the attempt left it. */

@@ -1,9 +1,12 @@
 import type { Dispatcher } from '../delivery/dispatcher';
 import type { Store } from '../db/store';
+import type { StoreHealth } from '../db/store-faults';
 import type { GatewayMetrics } from './metrics';
 
 export interface OperationsRouteDeps {
   store: Store;
+  /** Whether the store takes writes: failing from the first fault until a write goes through again. */
+  storeHealth: StoreHealth;
   dispatcher: Dispatcher;
   metrics: GatewayMetrics;
   /** False when METRICS_PORT serves /metrics instead of the main port. */
@@ -25,7 +28,7 @@ async function check(probe: () => Promise<boolean> | boolean): Promise<'ok' | 'f
 }
 
 /** Health, readiness and metrics, open without a token and free of anything sensitive. Undefined for other paths. */
-export function createOperationsRoutes({ store, dispatcher, metrics, metricsOnMainPort }: OperationsRouteDeps) {
+export function createOperationsRoutes({ store, storeHealth, dispatcher, metrics, metricsOnMainPort }: OperationsRouteDeps) {
   return async (_request: Request, url: URL): Promise<Response | undefined> => {
     if (url.pathname === '/healthz') return json({ status: 'ok' });
     if (url.pathname === '/readyz') {
@@ -33,6 +36,7 @@ export function createOperationsRoutes({ store, dispatcher, metrics, metricsOnMa
       const checks: Record<string, 'ok' | 'failing'> = {
         database,
         migrations: database === 'ok' ? await check(() => store.migrationsCurrent()) : 'failing',
+        store: storeHealth.failing ? 'failing' : 'ok',
         dispatcher: dispatcher.running ? 'ok' : 'failing',
       };
       // Replicas on one database: this one hears of the others' changes (waiting callers, subscriptions).

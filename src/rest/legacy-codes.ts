@@ -15,6 +15,8 @@ export const legacyCodeUse: Record<ErrorCode, string> = {
   NOT_FOUND: 'No such route under `/api/third/`, or a method other than GET and POST',
   PAYLOAD_TOO_LARGE: 'The body is larger than `BODY_LIMIT_BYTES` (1 MiB by default)',
   INVALID_STATE: 'Only when an idempotent repeat finds its delivery cancelled: nothing will be sent',
+  STORE_UNAVAILABLE:
+    'The gateway cannot use its database for now (disk full, database busy or unreachable): nothing is recorded. Send again after the `Retry-After` header\'s seconds, with the same `Idempotency-Key`',
   INTERNAL_ERROR: 'Unexpected failure; `data` is `internal error (reference err_…)`, the details are in the gateway log under that reference',
 };
 

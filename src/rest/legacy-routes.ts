@@ -3,7 +3,15 @@ import type { Authenticator, Caller } from '../auth';
 import { dingMsgTypes, feishuMsgTypes, weComMsgTypes } from '../channels/channel';
 import type { ChannelName, DeliveryRow } from '../db/schema';
 import type { DeliveryService, SendOptions } from '../delivery/service';
-import { errorCatalog, GatewayError, RateLimitedError, ValidationError, type ErrorCode, type FieldError } from '../errors';
+import {
+  errorCatalog,
+  GatewayError,
+  RateLimitedError,
+  StoreUnavailableError,
+  ValidationError,
+  type ErrorCode,
+  type FieldError,
+} from '../errors';
 import { isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { MalformedParameterError } from './form-decoding';
@@ -373,7 +381,7 @@ export function createLegacyRoutes(deps: LegacyRouteDeps): LegacyRouter {
       const known = errorAnswer(error, state.route, state.keyFromParameter);
       if (known) {
         result = known;
-        if (error instanceof RateLimitedError) headers['retry-after'] = String(error.retryAfterSeconds);
+        if (error instanceof RateLimitedError || error instanceof StoreUnavailableError) headers['retry-after'] = String(error.retryAfterSeconds);
       } else {
         const reference = `err_${crypto.randomBytes(6).toString('hex')}`;
         logger.error({ err: error, reference, path: request.pathname }, 'legacy request failed');

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ReadScope } from '../../src/auth';
+import { StoreUnavailableError } from '../../src/errors';
 import { graphqlLimits } from '../../src/graphql/yoga';
 import { maxOperationsPerConnection } from '../../src/graphql/serve-over-websocket';
 import { insertScopedToken } from '../support/db';
@@ -90,6 +91,21 @@ describe('GraphQL over WebSocket (graphql-ws)', { timeout: 30_000 }, () => {
     expect(attempt.results).toEqual([]);
     expect(await count()).toBe(before);
     expect(await metric(/websocket_refused_total\{reason="unauthenticated"\} (\d+)/)).toBe(refusalsBefore + 1);
+  });
+
+  it('a storage fault while the token is looked up closes with 1013 (try again later), not 4403', async () => {
+    const authenticator = gateway.app.authenticator as { authenticate: (token?: string | null) => Promise<unknown> };
+    const original = authenticator.authenticate;
+    authenticator.authenticate = async () => {
+      throw new StoreUnavailableError('The gateway cannot reach its database; try again shortly', 2);
+    };
+    try {
+      const connection = connect();
+      expect(await connection.closed).toEqual({ code: 1013, reason: 'Try again later' });
+    } finally {
+      authenticator.authenticate = original;
+    }
+    expect(gateway.logs.some((line) => line.msg === 'unexpected error on a websocket connection')).toBe(false);
   });
 
   it("a token with read 'own' cannot follow another caller's delivery, and sees only its own changes", async () => {

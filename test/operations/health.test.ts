@@ -15,7 +15,7 @@ describe('/healthz and /readyz', () => {
     expect(ready.headers.get('cache-control')).toBe('no-store');
     expect(await ready.json()).toEqual({
       status: 'ready',
-      checks: { database: 'ok', migrations: 'ok', dispatcher: 'ok' },
+      checks: { database: 'ok', migrations: 'ok', store: 'ok', dispatcher: 'ok' },
     });
   });
 
@@ -25,7 +25,7 @@ describe('/healthz and /readyz', () => {
     expect(before.status).toBe(503);
     expect(await before.json()).toEqual({
       status: 'not ready',
-      checks: { database: 'ok', migrations: 'ok', dispatcher: 'failing' },
+      checks: { database: 'ok', migrations: 'ok', store: 'ok', dispatcher: 'failing' },
     });
     gateway.app.start();
     expect((await gateway.fetch('/readyz')).status).toBe(200);
@@ -41,7 +41,7 @@ describe('/healthz and /readyz', () => {
     expect(ready.status).toBe(503);
     expect(await ready.json()).toEqual({
       status: 'not ready',
-      checks: { database: 'failing', migrations: 'failing', dispatcher: 'ok' },
+      checks: { database: 'failing', migrations: 'failing', store: 'ok', dispatcher: 'ok' },
     });
   });
 
@@ -50,6 +50,6 @@ describe('/healthz and /readyz', () => {
     gateway.store.db.$client.prepare('delete from __drizzle_migrations where rowid = (select max(rowid) from __drizzle_migrations)').run();
     const ready = await gateway.fetch('/readyz');
     expect(ready.status).toBe(503);
-    expect((await ready.json()).checks).toEqual({ database: 'ok', migrations: 'failing', dispatcher: 'ok' });
+    expect((await ready.json()).checks).toEqual({ database: 'ok', migrations: 'failing', store: 'ok', dispatcher: 'ok' });
   });
 });

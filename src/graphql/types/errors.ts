@@ -5,6 +5,7 @@ import {
   InvalidStateError,
   NotFoundError,
   RateLimitedError,
+  StoreUnavailableError,
   ValidationError,
   type FieldError,
 } from '../../errors';
@@ -43,6 +44,17 @@ builder.objectType(RateLimitedError, {
   }),
 });
 
+builder.objectType(StoreUnavailableError, {
+  name: 'StoreUnavailableError',
+  description:
+    'The gateway cannot use its database for now (disk full, busy, unreachable); nothing was recorded. Send again after ' +
+    '`retryAfterSeconds`, with the same idempotency key.',
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    retryAfterSeconds: t.exposeInt('retryAfterSeconds'),
+  }),
+});
+
 builder.objectType(IdempotencyConflictError, {
   name: 'IdempotencyConflictError',
   description: 'The idempotency key was used before with a different payload.',
@@ -60,7 +72,7 @@ for (const [ErrorClass, description] of [
   builder.objectType(ErrorClass, { name: ErrorClass.name, description, interfaces: [ErrorInterface], fields: () => ({}) });
 }
 
-export const sendErrorTypes = [ValidationError, RateLimitedError, IdempotencyConflictError, ForbiddenError];
+export const sendErrorTypes = [ValidationError, RateLimitedError, IdempotencyConflictError, ForbiddenError, StoreUnavailableError];
 export const manageErrorTypes = [NotFoundError, InvalidStateError, ForbiddenError];
 export const createTokenErrorTypes = [ForbiddenError, ValidationError];
 export const revokeTokenErrorTypes = [ForbiddenError, NotFoundError, InvalidStateError];

@@ -262,6 +262,7 @@ export type SendDingMutation = { sendDing:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
@@ -275,6 +276,7 @@ export type SendFeishuMutation = { sendFeishu:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
@@ -288,6 +290,7 @@ export type SendEmailMutation = { sendEmail:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
@@ -301,6 +304,7 @@ export type SendSmsMutation = { sendSms:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
@@ -314,6 +318,7 @@ export type SendWeComMutation = { sendWeCom:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
@@ -357,6 +362,7 @@ export type SendWebhookMutation = { sendWebhook:
     | { __typename: 'ForbiddenError', message: string }
     | { __typename: 'IdempotencyConflictError', message: string }
     | { __typename: 'RateLimitedError', message: string }
+    | { __typename: 'StoreUnavailableError', message: string }
     | { __typename: 'ValidationError', message: string, fieldErrors: Array<{ path: string, message: string }> }
    };
 
