@@ -13,7 +13,7 @@ import { sendEmailMutation, startReplicas } from '../support/replicas';
 const total = 10_000;
 const concurrency = 16;
 
-describe.skipIf(!postgresAvailable())('scale out: 10,000 emails over three replicas, one killed mid-run', { timeout: 240_000 }, () => {
+describe.skipIf(!postgresAvailable())('scale out: 10,000 emails over three replicas, one killed mid-run', { timeout: 420_000 }, () => {
   let database: TestDatabase;
   let sink: SmtpSink;
   let replicas: GatewayProcess[] = [];
@@ -82,7 +82,7 @@ describe.skipIf(!postgresAvailable())('scale out: 10,000 emails over three repli
       }
     });
     // Killed while requests still arrive on it and its dispatcher is busy sending.
-    await eventually(() => accepted.size >= 3000 && sink.messages.length >= 1000, 60_000);
+    await eventually(() => accepted.size >= 3000 && sink.messages.length >= 1000, 120_000);
     victim.kill('SIGKILL');
     killed = true;
     const killedAt = Date.now();
@@ -99,7 +99,7 @@ describe.skipIf(!postgresAvailable())('scale out: 10,000 emails over three repli
     const ids = [...accepted.values()];
     expect(new Set(ids).size).toBe(total);
 
-    await eventually(() => ids.every((id) => sink.messagesFor(id).length > 0), 120_000);
+    await eventually(() => ids.every((id) => sink.messagesFor(id).length > 0), 180_000);
     const drainedAt = Date.now();
     const rows = await withDatabase(database, async (client) => ({
       statuses: (await client.query('select status, count(*)::int as n from deliveries group by status')).rows,
