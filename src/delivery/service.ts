@@ -237,6 +237,9 @@ export class DeliveryService {
   /** Sends a FAILED delivery again, as long as what it needs to be sent was not erased. */
   async retryDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
     const current = await this.requireManageable(id, caller);
+    if (current.status === 'FAILED' && current.contentRedactedAt != null) {
+      throw new InvalidStateError('Its content was removed (content retention or an erasure); send a new message instead');
+    }
     if (current.status === 'FAILED' && erased(current)) {
       throw new InvalidStateError('Its credentials or code were erased when it failed; send a new message instead');
     }
@@ -281,7 +284,7 @@ export class DeliveryService {
 
   /** Whether `retryDelivery` would accept this delivery from this caller now. */
   canRetry(delivery: DeliveryRow, caller: Caller): boolean {
-    return delivery.status === 'FAILED' && !erased(delivery) && this.canManage(delivery, caller);
+    return delivery.status === 'FAILED' && !erased(delivery) && delivery.contentRedactedAt == null && this.canManage(delivery, caller);
   }
 
   /** Whether `cancelDelivery` would accept this delivery from this caller now. */
