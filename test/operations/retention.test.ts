@@ -16,7 +16,7 @@ async function insert(store: Store, overrides: Partial<NewDeliveryRow>): Promise
   return outcome.delivery.id;
 }
 
-const listed = `{ deliveries(first: 100) { edges { node { id status contentRedactedAt attemptLog { number } } } } }`;
+const listed = `{ deliveries(first: 100) { edges { node { id status redactedAt attemptLog { number } } } } }`;
 
 describeOnStores('retention pass', (kind) => {
   let gateways: AnyGateway[] = [];
@@ -49,8 +49,8 @@ describeOnStores('retention pass', (kind) => {
     const nodes = new Map(body.data.deliveries.edges.map(({ node }: any) => [node.id, node]));
     expect([...nodes.keys()].sort()).toEqual([...oldPending, aged, fresh].sort());
     expect(await Promise.all(expired.map((id) => store.listAttempts(id)))).toEqual(expired.map(() => []));
-    expect((nodes.get(aged) as any).contentRedactedAt).toBe(new Date((await store.getDelivery(aged))!.contentRedactedAt!).toISOString());
-    for (const id of [fresh, ...oldPending]) expect((nodes.get(id) as any).contentRedactedAt).toBeNull();
+    expect((nodes.get(aged) as any).redactedAt).toBe(new Date((await store.getDelivery(aged))!.contentRedactedAt!).toISOString());
+    for (const id of [fresh, ...oldPending]) expect((nodes.get(id) as any).redactedAt).toBeNull();
     expect((await store.getDelivery(fresh))!.payload).toBe(content.payload);
     expect((await store.getDelivery(oldPending[0]))!.payload).toBe(content.payload);
 
