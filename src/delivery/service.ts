@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { isAdmin } from '../api-tokens';
 import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
@@ -14,6 +15,7 @@ import {
 } from '../errors';
 import type { SecretBox } from '../secrets';
 import type { Dispatcher } from './dispatcher';
+import { erasureRequest } from './erasure';
 import { finalStatuses, type DeliveryEvents } from './events';
 import { idempotencyKey as idempotencyKeySchema, normaliseRecipientFilter, prepareByChannel } from './inputs';
 import { rateLimitedError, sendLimits } from './rate-limits';
@@ -219,6 +221,15 @@ export class DeliveryService {
       byChannel,
       oldestPendingAt: oldest == null ? undefined : Number(oldest),
     };
+  }
+
+  /**
+   * Erases one email address or mobile number from every delivery (see `Store.eraseRecipient`): admin tokens only.
+   * Returns how many deliveries it was in.
+   */
+  async eraseRecipient(recipient: string, caller: Caller): Promise<number> {
+    if (!isAdmin(caller.scopes)) throw new ForbiddenError('Only a token with every channel and read ALL may erase a recipient');
+    return this.deps.store.eraseRecipient(erasureRequest(recipient, this.now()));
   }
 
   /** Stops a delivery that has not been sent yet. */
