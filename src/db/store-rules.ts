@@ -136,7 +136,7 @@ export const redactedPayload = '{"redacted":true}';
 export const finalStatusesSql = "('SENT', 'FAILED', 'CANCELLED')";
 
 /** The rows one purge or redaction transaction handles: a few milliseconds of writing, then others get their turn. */
-export const retentionBatch = 500;
+export const retentionBatch = 200;
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 

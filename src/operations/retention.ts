@@ -34,6 +34,8 @@ export interface RetentionReport {
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** As long as the batch took: the pass takes at most half of the time (SQLite writes on the event loop's thread). */
+const pauseAfter = (started: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, performance.now() - started)));
 
 /**
  * The retention pass: deletes final deliveries older than DELIVERY_RETENTION_DAYS (attempts with them), then replaces
@@ -88,12 +90,14 @@ export class Retention {
       const now = this.now();
       let purged = 0;
       let redacted = 0;
-      for (let done = batch; done === batch && !this.stopped; await nextTurn()) {
+      for (let done = batch, started = 0; done === batch && !this.stopped; await pauseAfter(started)) {
+        started = performance.now();
         done = await store.purgeFinal(now - config.retention.deliveryDays * dayMs, batch);
         purged += done;
         observer?.purged(done);
       }
-      for (let done = batch; done === batch && !this.stopped; await nextTurn()) {
+      for (let done = batch, started = 0; done === batch && !this.stopped; await pauseAfter(started)) {
+        started = performance.now();
         done = await store.redactContent(now - config.retention.contentDays * dayMs, batch, now);
         redacted += done;
         observer?.redacted(done);
