@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config';
+import { loadConfig } from '../config';
 import { openStore, type Store } from '../db';
 import { erasureRequest } from '../delivery/erasure';
 import { ValidationError } from '../errors';
 import { createLogger } from '../logger';
+import { runCommand, UsageError } from './cli-errors';
 
 const usage = `Erase one recipient from every delivery (a request under the GDPR or PIPL).
 
@@ -13,8 +14,6 @@ const usage = `Erase one recipient from every delivery (a request under the GDPR
       deliveries to it still waiting. Other addresses of a list stay. Prints how many deliveries it was in.
 
 Uses the gateway's database: DATABASE_URL (default file:./data/notify.db); the gateway may keep running.`;
-
-class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   let store: Store | undefined;
@@ -39,19 +38,9 @@ async function main(argv: string[]): Promise<number> {
     createLogger({ level: 'info', pretty: false, destination: process.stderr }).child({ component: 'audit' }).info({ erased, by: 'cli' }, 'recipient erased');
     process.stdout.write(`Erased the recipient from ${erased} ${erased === 1 ? 'delivery' : 'deliveries'}.\n`);
     return 0;
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError) {
-      process.stderr.write(`erase: ${error.message}\n`);
-      return error instanceof UsageError ? 2 : 1;
-    }
-    if (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`erase: ${error.message}\n\n${usage}\n`);
-      return 2;
-    }
-    throw error;
   } finally {
     await store?.close();
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await runCommand('erase', usage, () => main(process.argv.slice(2)));
