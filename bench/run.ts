@@ -37,6 +37,7 @@ import {
   type NodemailerAlone,
 } from './harness';
 import { postgresParts } from './postgres-runs';
+import { purgeUnderLoad } from './purge';
 import { seedDeliveries } from './seed';
 
 function freshDatabase(name: string): string {
@@ -251,7 +252,7 @@ async function startToReady(databasePath: string, aloneRate: number) {
 // The gateway runs as `npm start` runs it: the esbuild bundle.
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
 bundleServers();
-// BENCH_ONLY=accept,e2e,queries,start,pg-accept,pg-queries,pg-e2e runs some parts only (`postgres` names the three
+// BENCH_ONLY=accept,e2e,queries,start,purge,pg-accept,pg-queries,pg-e2e runs some parts only (`postgres` names the three
 // pg- parts, `accept` both of accept-graphql and accept-rest; while iterating, the table is then partial).
 const parts: Record<string, string[]> = { postgres: ['pg-accept', 'pg-queries', 'pg-e2e'], accept: ['accept-graphql', 'accept-rest'] };
 const only = process.env.BENCH_ONLY?.split(',').flatMap((part) => parts[part] ?? [part]);
@@ -274,6 +275,7 @@ if (runs('queries') || runs('start')) {
   if (runs('queries')) await deliveriesQueries(seeded);
   if (runs('start')) await startToReady(seeded, (await nodemailerRun()).rate);
 }
+if (runs('purge')) await purgeUnderLoad(freshDatabase);
 const plans = await postgresParts(runs, nodemailerRun);
 
 const table = [

@@ -19,6 +19,7 @@ import type { Logger } from './logger';
 import { createConsoleRoute } from './operations/console-route';
 import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
+import { Retention } from './operations/retention';
 import { carryRequestNote, createRequestObserver, observeRequests, requestNote } from './operations/request-log';
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
 import { answerFetch, legacyTarget, serveOverNode } from './rest/legacy-entries';
@@ -69,6 +70,12 @@ export function createApp({ config, store: database, channels, secretBox, logger
   };
   const service = new DeliveryService({ store, channels, dispatcher, events, secretBox, config, observer });
   const authenticator = new Authenticator(store, config.opsTokens);
+  const retention = new Retention({
+    store,
+    config,
+    logger: logger.child({ component: 'retention' }),
+    observer: { purged: (count) => metrics.deliveriesPurged(count), redacted: (count) => metrics.deliveriesRedacted(count) },
+  });
   const yoga = createGraphQLHandler({
     config,
     service,
@@ -163,10 +170,12 @@ export function createApp({ config, store: database, channels, secretBox, logger
     authenticator,
     metrics,
     storeHealth,
+    retention,
     /** Serves /metrics alone, for the METRICS_PORT listener. */
     metricsHandler: createServerAdapter(createMetricsHandler(metrics)),
     start() {
       dispatcher.start();
+      retention.start();
     },
     /**
      * Runs the query a console or a client sends first (who am I, the newest page of deliveries) once in-process,
@@ -196,6 +205,7 @@ export function createApp({ config, store: database, channels, secretBox, logger
     /** Stops sending, letting attempts under way finish within `deadlineMs`. True when all finished. */
     async stop(deadlineMs: number) {
       storeHealth.close();
+      await retention.stop();
       return dispatcher.stop(deadlineMs);
     },
   };

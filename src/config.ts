@@ -110,6 +110,8 @@ const envSchema = z
     RETRY_MAX_AGE_SECONDS: int(86400, 1),
     RETRY_BASE_DELAY_MS: int(2000, 1),
     RETRY_MAX_DELAY_MS: int(600000, 1),
+    DELIVERY_RETENTION_DAYS: int(90, 1),
+    CONTENT_RETENTION_DAYS: int(7, 1),
     DINGTALK_BASE_URL: httpUrl('https://oapi.dingtalk.com'),
     DINGTALK_ROBOT_PER_MINUTE: int(19, 1).pipe(z.number().max(20)),
     FEISHU_BASE_URL: httpUrl('https://open.feishu.cn'),
@@ -210,6 +212,14 @@ const envSchema = z
   })
   // Runs even when other settings failed to parse, so that one start reports every problem together.
   .superRefine((env, ctx) => {
+    const [deliveryDays, contentDays] = [env.DELIVERY_RETENTION_DAYS, env.CONTENT_RETENTION_DAYS];
+    if (typeof deliveryDays === 'number' && typeof contentDays === 'number' && contentDays > deliveryDays) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CONTENT_RETENTION_DAYS'],
+        message: `must be at most DELIVERY_RETENTION_DAYS (${deliveryDays}): content cannot outlive the delivery it belongs to`,
+      });
+    }
     const provider = String(env.SMS_PROVIDER);
     const settings = Object.hasOwn(smsProviderSettings, provider)
       ? smsProviderSettings[provider as keyof typeof smsProviderSettings]
@@ -272,6 +282,8 @@ export interface Config {
   wecom: { baseUrl: string; perRobotPerMinute: number };
   /** Hosts a signed webhook may reach even when they resolve to a loopback, private or link-local address. */
   webhook: { allowedHosts: string[] };
+  /** How long final deliveries are kept, and their content (days); see the README's Data lifecycle. */
+  retention: { deliveryDays: number; contentDays: number };
   /** Alert-storm digests for the robot channels (ROBOT_DIGEST, on by default). */
   robotDigest: boolean;
   /** The built delivery console (index.html and its hashed assets), served at /console. */
@@ -371,6 +383,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     feishu: { baseUrl: env.FEISHU_BASE_URL! },
     wecom: { baseUrl: env.WECOM_BASE_URL!, perRobotPerMinute: env.WECOM_ROBOT_PER_MINUTE },
     webhook: { allowedHosts: env.WEBHOOK_ALLOWED_HOSTS },
+    retention: { deliveryDays: env.DELIVERY_RETENTION_DAYS, contentDays: env.CONTENT_RETENTION_DAYS },
     robotDigest: env.ROBOT_DIGEST,
     consoleDir: path.resolve(env.CONSOLE_DIR ?? defaultConsoleDir),
     email: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, poolSize: env.SMTP_POOL_SIZE },

@@ -159,3 +159,21 @@ describe('starting the gateway with a missing SMS setting', () => {
     }
   });
 });
+
+describe('retention settings', () => {
+  it('keeps deliveries 90 days and their content 7 by default', () => {
+    expect(loadConfig({}).retention).toEqual({ deliveryDays: 90, contentDays: 7 });
+  });
+
+  it('refuses content kept longer than its delivery, reported with the other problems', () => {
+    expect(problems({ DELIVERY_RETENTION_DAYS: '30', CONTENT_RETENTION_DAYS: '31', SMS_PROVIDER: 'aliyun', PORT: 'x' })).toEqual(
+      expect.arrayContaining([
+        'CONTENT_RETENTION_DAYS: must be at most DELIVERY_RETENTION_DAYS (30): content cannot outlive the delivery it belongs to',
+        'ALIYUN_ACCESS_KEY_ID: is required when SMS_PROVIDER=aliyun',
+        expect.stringMatching(/^PORT: /),
+      ]),
+    );
+    expect(problems({ DELIVERY_RETENTION_DAYS: '30', CONTENT_RETENTION_DAYS: '30' })).toEqual([]);
+    expect(problems({ CONTENT_RETENTION_DAYS: '0' })).toEqual([expect.stringMatching(/^CONTENT_RETENTION_DAYS: /)]);
+  });
+});

@@ -51,6 +51,7 @@ describe('the GraphQL contract of issue 2', () => {
       createdAt: fieldType(fields.createdAt),
       updatedAt: fieldType(fields.updatedAt),
       sentAt: fieldType(fields.sentAt),
+      redactedAt: fieldType(fields.redactedAt),
     }).toEqual({
       id: 'ID!',
       channel: 'Channel!',
@@ -62,6 +63,7 @@ describe('the GraphQL contract of issue 2', () => {
       createdAt: 'DateTime!',
       updatedAt: 'DateTime!',
       sentAt: 'DateTime',
+      redactedAt: 'DateTime',
     });
     expect(Object.keys(type('DeliveryError', GraphQLObjectType).getFields())).toEqual(['code', 'message']);
     expect(Object.keys(fields).filter((name) => /token|secret|sealed|payload|content/i.test(name))).toEqual([]);

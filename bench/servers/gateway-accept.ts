@@ -19,3 +19,5 @@ const app = createApp({ config, store, channels: createChannels(config, logger),
 const server = http.createServer(app.handler);
 server.listen(config.port, '127.0.0.1');
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
+// The purge scenario: one retention pass from the start, while the load runs (its log line says when it ended).
+if (process.env.BENCH_PURGE_NOW === '1') void app.retention.runPass();

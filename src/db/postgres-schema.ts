@@ -29,6 +29,7 @@ export const deliveries = pgTable(
     updatedAt: epochMs().notNull(),
     sentAt: epochMs(),
     digestId: text(),
+    contentRedactedAt: epochMs(),
   },
   (table) => [
     index('deliveries_created_idx').on(table.createdAt, table.id),
@@ -49,6 +50,10 @@ export const deliveries = pgTable(
     uniqueIndex('deliveries_idempotency_idx').on(table.callerId, table.idempotencyKey),
     // What a digest carried, and what a failed digest hands back.
     index('deliveries_digest_idx').on(table.digestId),
+    // What the retention pass has yet to redact, oldest first, without reading what it already did.
+    index('deliveries_unredacted_created_idx')
+      .on(table.createdAt)
+      .where(sql`${table.contentRedactedAt} is null`),
   ],
 );
 

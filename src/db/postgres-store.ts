@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import { and, asc, eq, isNull, or } from 'drizzle-orm';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from '../logger';
 import { columnNames, selectList } from './columns';
 import { PostgresChangeFeed } from './postgres-change-feed';
-import { createPool, drizzleFor, migratePostgres, postgresMigrationsCurrent, withPoolClient, type PgDb } from './postgres-client';
+import { connectionSettings, createPool, drizzleFor, migratePostgres, postgresMigrationsCurrent, withPoolClient, type PgDb } from './postgres-client';
 import { apiTokens, deliveries, deliveryAttempts } from './postgres-schema';
 import type { ApiTokenRow, AttemptRow, ChannelName, DeliveryRow, NewDeliveryRow } from './schema';
 import {
@@ -12,6 +12,7 @@ import {
   type ChannelCount,
   type DeliveryFilter,
   type DeliveryPatch,
+  type ErasureRequest,
   type FoldRequest,
   type InsertOutcome,
   type KeysetPage,
@@ -29,6 +30,10 @@ import {
   attemptEffect,
   deferredEffect,
   digestOutcomeEffect,
+  erasureEffect,
+  finalStatusesSql,
+  redactedPayload,
+  scrubbed,
   foldedEffect,
   heldAttemptEffect,
   interruptedEffect,
@@ -46,6 +51,9 @@ const lastNumberColumn = '(select max(number) from delivery_attempts a where a.d
 type LastNumber = { lastNumber: number | null };
 const insertColumns = [...deliveryNames.values()].map((name) => `"${name}"`).join(', ');
 const insertParams = [...deliveryNames.keys()].map((_key, index) => `$${index + 1}`).join(', ');
+
+/** Session advisory lock keys of the passes only one replica runs at a time: "notify-gateway retention". */
+const exclusiveKeys = { retention: 7_236_142_198_411_530_917n } as const;
 
 /** SQLSTATEs after which a transaction can simply run again. */
 const retryable = new Set(['40001', '40P01']);
@@ -75,6 +83,7 @@ export class PostgresStore implements Store {
     readonly pool: pg.Pool,
     readonly changes: PostgresChangeFeed,
     private readonly logger?: Logger,
+    private readonly connection?: pg.ClientConfig,
   ) {
     this.db = drizzleFor(pool);
   }
@@ -89,7 +98,7 @@ export class PostgresStore implements Store {
       await migratePostgres(pool);
       const changes = new PostgresChangeFeed(pool, { url: options.url, applicationName, replicaId }, options.logger);
       await changes.start();
-      return new PostgresStore(pool, changes, options.logger);
+      return new PostgresStore(pool, changes, options.logger, connectionSettings({ url: options.url, applicationName }));
     } catch (error) {
       await pool.end().catch(() => {});
       throw error;
@@ -506,6 +515,95 @@ export class PostgresStore implements Store {
       values: [from, to, bucketMs, channel ?? null, callerId ?? null],
     });
     return rows.map((row) => ({ ...row, channel: row.channel as ChannelName }));
+  }
+
+  async purgeFinal(before: number, limit: number): Promise<number> {
+    // Rows another replica (or a late attempt) holds are skipped, never waited for; attempts go by ON DELETE CASCADE.
+    const { rows } = await this.pool.query<{ purged: number }>({
+      name: 'purge-final',
+      text: `with doomed as (
+               select id from deliveries where created_at < $1 and status in ${finalStatusesSql}
+               order by created_at limit $2 for update skip locked),
+             gone as (delete from deliveries where id in (select id from doomed) returning id),
+             unlinked as (
+               update deliveries set digest_id = null
+               where digest_id in (select id from gone) and id not in (select id from gone))
+             select count(*)::int as purged from gone`,
+      values: [before, limit],
+    });
+    return rows[0].purged;
+  }
+
+  async redactContent(before: number, limit: number, now: number): Promise<number> {
+    const result = await this.pool.query({
+      name: 'redact-content',
+      text: `update deliveries set payload = $1, sealed_secrets = null, content_redacted_at = $2
+             where id in (
+               select id from deliveries
+               where content_redacted_at is null and created_at < $3 and status in ${finalStatusesSql}
+               order by created_at limit $4 for update skip locked)`,
+      values: [redactedPayload, now, before, limit],
+    });
+    return result.rowCount ?? 0;
+  }
+
+  async exclusively<T>(name: 'retention', work: () => Promise<T>): Promise<T | undefined> {
+    // A session lock on a connection of its own, outside the pool: `work` can use every pooled connection (a pool of
+    // one would otherwise wait for itself), and a lock whose session breaks ends with the session, never handed on.
+    const client = new pg.Client(this.connection);
+    client.on('error', (error) => this.logger?.warn({ err: error }, `the ${name} lock's connection was lost`));
+    await client.connect();
+    try {
+      const key = exclusiveKeys[name].toString();
+      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [key]);
+      if (!rows[0].locked) return undefined;
+      return await work();
+    } finally {
+      // Ending the session releases its advisory locks.
+      await client.end().catch(() => {});
+    }
+  }
+
+  async reclaimSpace(): Promise<number> {
+    // Autovacuum makes the space of deleted rows reusable; the files do not shrink (VACUUM FULL would lock the table).
+    return 0;
+  }
+
+  async eraseRecipient(request: ErasureRequest): Promise<number> {
+    return this.transaction(async (client) => {
+      // A scan of every row: an address may sit anywhere in a list or a payload. Erasures are rare.
+      const { rows: candidates } = await client.query<Pick<DeliveryRow, 'id' | 'recipient' | 'payload' | 'idempotencyKey' | 'lastErrorMessage'>>(
+        `select id, recipient, payload, idempotency_key as "idempotencyKey", last_error_message as "lastErrorMessage"
+         from deliveries where strpos(lower(recipient), $1) > 0 or strpos(lower(payload), $1) > 0 for update`,
+        [request.address],
+      );
+      let count = 0;
+      for (const row of candidates) {
+        const effect = erasureEffect(row, request);
+        if (!effect) continue;
+        await client.query(
+          `update deliveries set recipient = $1, idempotency_key = $2, last_error_message = $3, payload = $4, sealed_secrets = null,
+             request_hash = null, content_redacted_at = coalesce(content_redacted_at, $5), updated_at = $5,
+             status = case when status in ('QUEUED', 'RETRYING') then 'CANCELLED' else status end,
+             next_attempt_at = case when status in ('QUEUED', 'RETRYING') then null else next_attempt_at end
+           where id = $6`,
+          [effect.recipient, effect.idempotencyKey, effect.lastErrorMessage, redactedPayload, request.now, row.id],
+        );
+        const { rows: attempts } = await client.query<{ id: number; message: string | null }>(
+          'select id, provider_message as message from delivery_attempts where delivery_id = $1',
+          [row.id],
+        );
+        for (const attempt of attempts) {
+          await client.query('update delivery_attempts set recipient = $1, provider_message = $2 where id = $3', [
+            effect.recipient,
+            attempt.message == null ? null : scrubbed(attempt.message, request),
+            attempt.id,
+          ]);
+        }
+        count += 1;
+      }
+      return count;
+    });
   }
 
   async findTokenByHash(tokenHash: string) {

@@ -20,6 +20,7 @@ export function openDatabase(databasePath: string): Db {
     // Erased secrets are overwritten with zeros in the file, not just unlinked (the key often sits in the same folder).
     sqlite.pragma('secure_delete = ON');
     sqlite.pragma('busy_timeout = 5000');
+    useIncrementalVacuum(sqlite);
     const db = drizzle({ client: sqlite, schema, casing: 'snake_case' }) as Db;
     refuseNewerSchema('sqlite', appliedMigrations(db));
     migrate(db, { migrationsFolder: migrationsFolder('sqlite') });
@@ -28,6 +29,19 @@ export function openDatabase(databasePath: string): Db {
     sqlite.close();
     throw error;
   }
+}
+
+/**
+ * Free pages (of purged deliveries) are given back to the file system a few at a time (`incremental_vacuum`) instead of
+ * staying in the file at its peak size. A new file takes the setting before its first table; an older one only when
+ * rebuilt: one VACUUM, at the first start of a version with retention (it writes a copy of the file, so it needs as
+ * much free disk again and takes about a minute per GB).
+ */
+function useIncrementalVacuum(sqlite: Database.Database): void {
+  if (sqlite.memory || sqlite.pragma('auto_vacuum', { simple: true }) === 2) return;
+  sqlite.pragma('auto_vacuum = INCREMENTAL');
+  // A file already written (the WAL switch writes the header) takes it only with a VACUUM: instant while empty.
+  if (sqlite.pragma('auto_vacuum', { simple: true }) !== 2) sqlite.exec('VACUUM');
 }
 
 function appliedMigrations(db: Db): AppliedMigrations {

@@ -28,6 +28,8 @@ export const deliveries = sqliteTable(
     sentAt: integer(),
     /** The delivery whose digest carried this one (itself for the carrier); null unless folded into an alert-storm digest. */
     digestId: text(),
+    /** When the message content was replaced by the redaction marker (retention or erasure); null while it is kept. */
+    contentRedactedAt: integer(),
   },
   (table) => [
     index('deliveries_created_idx').on(table.createdAt, table.id),
@@ -48,6 +50,10 @@ export const deliveries = sqliteTable(
     uniqueIndex('deliveries_idempotency_idx').on(table.callerId, table.idempotencyKey),
     // What a digest carried, and what a failed digest hands back.
     index('deliveries_digest_idx').on(table.digestId),
+    // What the retention pass has yet to redact, oldest first, without reading what it already did.
+    index('deliveries_unredacted_created_idx')
+      .on(table.createdAt)
+      .where(sql`${table.contentRedactedAt} is null`),
   ],
 );
 

@@ -10,6 +10,7 @@ import {
   reservationId,
   type DeliveryFilter,
   type DeliveryPatch,
+  type ErasureRequest,
   type FoldRequest,
   type InsertOutcome,
   type KeysetPage,
@@ -27,6 +28,10 @@ import {
   attemptEffect,
   deferredEffect,
   digestOutcomeEffect,
+  erasureEffect,
+  finalStatusesSql,
+  redactedPayload,
+  scrubbed,
   foldedEffect,
   heldAttemptEffect,
   interruptedEffect,
@@ -66,6 +71,9 @@ const lastAttemptNumberSql = 'select max(number) as number from delivery_attempt
 /** What `heldAttemptEffect` assumes, checked by the update: SENDING under the attempt's claim, nothing recorded from its number on. */
 const heldByAttemptSql = ` and status = 'SENDING' and claimed_until = ? and attempts < ?
   and not exists (select 1 from delivery_attempts where delivery_id = ? and number >= ?)`;
+
+/** `PRAGMA auto_vacuum` = INCREMENTAL: free pages stay in the file until `incremental_vacuum` gives them back. */
+const incrementalAutoVacuum = 2;
 
 const probeName = 'store-probe';
 const probeFiller = 'x'.repeat(3 * 4096);
@@ -590,6 +598,87 @@ export class SqliteStore implements Store {
     return [...rows.values()].sort(
       (a, b) => a.bucketStart - b.bucketStart || a.channel.localeCompare(b.channel) || a.status.localeCompare(b.status),
     );
+  }
+
+  async purgeFinal(before: number, limit: number): Promise<number> {
+    return this.write(() => {
+      // Attempts go with their delivery (ON DELETE CASCADE).
+      const gone = this.prepared(
+        `delete from deliveries where id in (
+           select id from deliveries indexed by deliveries_created_idx
+           where created_at < ? and status in ${finalStatusesSql} order by created_at limit ?)
+         returning id`,
+      ).all(before, limit) as { id: string }[];
+      if (gone.length === 0) return 0;
+      const ids = JSON.stringify(gone.map((row) => row.id));
+      this.prepared('update deliveries set digest_id = null where digest_id in (select value from json_each(?))').run(ids);
+      return gone.length;
+    });
+  }
+
+  async redactContent(before: number, limit: number, now: number): Promise<number> {
+    return this.write(
+      () =>
+        this.prepared(
+          `update deliveries set payload = ?, sealed_secrets = null, content_redacted_at = ?
+           where id in (select id from deliveries indexed by deliveries_unredacted_created_idx
+                        where content_redacted_at is null and created_at < ? and status in ${finalStatusesSql}
+                        order by created_at limit ?)`,
+        ).run(redactedPayload, now, before, limit).changes,
+    );
+  }
+
+  async exclusively<T>(_name: 'retention', work: () => Promise<T>): Promise<T | undefined> {
+    // One process per database file: nobody else can be running it.
+    return work();
+  }
+
+  async reclaimSpace(pages: number): Promise<number> {
+    const client = this.db.$client;
+    if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return 0;
+    return this.write(() => {
+      client.pragma(`incremental_vacuum(${Math.max(1, Math.floor(pages))})`);
+      return client.pragma('freelist_count', { simple: true }) as number;
+    });
+  }
+
+  async eraseRecipient(request: ErasureRequest): Promise<number> {
+    const erased = await this.write(() => {
+      // A scan of every row: an address may sit anywhere in a list or a payload. Erasures are rare.
+      const candidates = this.prepared(
+        `select id, recipient, payload, idempotency_key as idempotencyKey, last_error_message as lastErrorMessage
+         from deliveries where instr(lower(recipient), ?) > 0 or instr(lower(payload), ?) > 0`,
+      ).all(request.address, request.address) as (Pick<DeliveryRow, 'id' | 'recipient' | 'payload' | 'idempotencyKey' | 'lastErrorMessage'>)[];
+      let count = 0;
+      for (const row of candidates) {
+        const effect = erasureEffect(row, request);
+        if (!effect) continue;
+        this.prepared(
+          `update deliveries set recipient = ?, idempotency_key = ?, last_error_message = ?, payload = ?, sealed_secrets = null,
+             request_hash = null, content_redacted_at = coalesce(content_redacted_at, ?), updated_at = ?,
+             status = case when status in ('QUEUED', 'RETRYING') then 'CANCELLED' else status end,
+             next_attempt_at = case when status in ('QUEUED', 'RETRYING') then null else next_attempt_at end
+           where id = ?`,
+        ).run(effect.recipient, effect.idempotencyKey, effect.lastErrorMessage, redactedPayload, request.now, request.now, row.id);
+        const attempts = this.prepared('select id, provider_message as message from delivery_attempts where delivery_id = ?').all(row.id) as {
+          id: number;
+          message: string | null;
+        }[];
+        for (const attempt of attempts) {
+          this.prepared('update delivery_attempts set recipient = ?, provider_message = ? where id = ?').run(
+            effect.recipient,
+            attempt.message == null ? null : scrubbed(attempt.message, request),
+            attempt.id,
+          );
+        }
+        count += 1;
+      }
+      return count;
+    });
+    // The old pages stay in the write-ahead log until a checkpoint copies the new ones over them: one now, if no reader
+    // holds an older snapshot (otherwise SQLite's own checkpoints do it soon).
+    if (erased > 0 && !this.db.$client.memory) this.db.$client.pragma('wal_checkpoint(TRUNCATE)');
+    return erased;
   }
 
   async findTokenByHash(tokenHash: string) {

@@ -1,5 +1,5 @@
 import type { DeliveryRow } from './schema';
-import type { DeliveryPatch, NewAttempt, RecipientLimit } from './store';
+import type { DeliveryPatch, ErasureRequest, NewAttempt, RecipientLimit } from './store';
 
 // The decisions every store makes the same way. A store only reads and writes; what the rows it read mean, and what it
 // may write, is decided here.
@@ -127,4 +127,42 @@ export function digestOutcomeEffect(sent: boolean, now: number): DeliveryPatch &
 /** A paced delivery sent back to wait for its turn: not attempted, its claim given up. */
 export function deferredEffect(turn: number, now: number): DeliveryPatch & { updatedAt: number } {
   return { status: 'QUEUED', nextAttemptAt: turn, claimedUntil: null, updatedAt: now };
+}
+
+/** What a delivery's payload becomes once its content is gone (retention or erasure). */
+export const redactedPayload = '{"redacted":true}';
+
+/** Final deliveries: only these are purged or redacted. Literal SQL, so that the planner can use the status index. */
+export const finalStatusesSql = "('SENT', 'FAILED', 'CANCELLED')";
+
+/** The rows one purge or redaction transaction handles: a few milliseconds of writing, then others get their turn. */
+export const retentionBatch = 200;
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** `text` with every spelling of the address replaced by the marker, case-insensitively. */
+export function scrubbed(text: string, request: Pick<ErasureRequest, 'spellings' | 'marker'>): string {
+  const pattern = new RegExp(request.spellings.map(escapeRegExp).join('|'), 'gi');
+  return text.replace(pattern, request.marker);
+}
+
+/**
+ * What erasing the address does to one delivery, or undefined when the delivery is not the address's: the address is
+ * its recipient, one of its recipients (the others stay), or is named in its payload (cc, bcc). Free text that may
+ * echo the address (the last error, the caller's idempotency key) has it replaced; the key is dropped when it named it.
+ */
+export function erasureEffect(
+  row: { recipient: string; payload: string; idempotencyKey: string | null; lastErrorMessage: string | null },
+  request: ErasureRequest,
+): { recipient: string; idempotencyKey: string | null; lastErrorMessage: string | null } | undefined {
+  const recipients = row.recipient.split(', ');
+  const listed = recipients.some((recipient) => recipient.toLowerCase() === request.address);
+  if (!listed && !row.payload.toLowerCase().includes(JSON.stringify(request.address))) return undefined;
+  const recipient = recipients.map((each) => (each.toLowerCase() === request.address ? request.marker : each)).join(', ');
+  const keyed = row.idempotencyKey != null && scrubbed(row.idempotencyKey, request) !== row.idempotencyKey;
+  return {
+    recipient,
+    idempotencyKey: keyed ? null : row.idempotencyKey,
+    lastErrorMessage: row.lastErrorMessage == null ? null : scrubbed(row.lastErrorMessage, request),
+  };
 }

@@ -140,6 +140,17 @@ export interface FoldRequest {
   limit: number;
 }
 
+/** What an erasure looks for, and what it writes in the address's place. */
+export interface ErasureRequest {
+  /** The normalised email address (lower case) or E.164 mobile number. */
+  address: string;
+  /** Every way it may be written in free text (a provider's reply), the address first: a mobile's national number, say. */
+  spellings: string[];
+  /** Written where the address was: not derived from it. */
+  marker: string;
+  now: number;
+}
+
 /** Tells the other processes on the same database which deliveries changed, and hears of theirs: ids only. */
 export interface ChangeFeed {
   /** Deliveries this process changed (committed). */
@@ -218,6 +229,30 @@ export interface Store {
   countPending(): Promise<ChannelCount[]>;
   /** Deliveries created in the window, counted by creation-time bucket, channel and current status. */
   deliveryStats(query: StatsQuery): Promise<StatsRow[]>;
+
+  /**
+   * Deletes up to `limit` final deliveries (SENT, FAILED, CANCELLED) created before `before`, oldest first, with their
+   * attempts; deliveries a purged carrier's digest folded lose the link. One short transaction; returns how many went.
+   */
+  purgeFinal(before: number, limit: number): Promise<number>;
+  /**
+   * Replaces the content (payload, sealed secrets) of up to `limit` final deliveries created before `before` with the
+   * redaction marker and sets `contentRedactedAt`, oldest first. One short transaction; returns how many.
+   */
+  redactContent(before: number, limit: number, now: number): Promise<number>;
+  /**
+   * Runs `work` unless another process on the database runs its own `name` now: then resolves undefined at once. Alone
+   * on the database (SQLite), it always runs.
+   */
+  exclusively<T>(name: 'retention', work: () => Promise<T>): Promise<T | undefined>;
+  /** Gives up to `pages` free pages back to the file system; resolves how many are still free (0: nothing to give). */
+  reclaimSpace(pages: number): Promise<number>;
+  /**
+   * Erases one recipient: every delivery to the address (alone or in a list) or naming it in its content loses its
+   * content, the address becomes the marker wherever the row or its attempts held it, and the request hash goes.
+   * Returns how many deliveries were erased.
+   */
+  eraseRecipient(request: ErasureRequest): Promise<number>;
 
   findTokenByHash(tokenHash: string): Promise<ApiTokenRow | undefined>;
   insertToken(row: ApiTokenRow): Promise<void>;

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { isAdmin } from '../api-tokens';
 import type { Caller } from '../auth';
 import type { Channels } from '../channels/channel';
 import type { Config } from '../config';
@@ -14,6 +15,7 @@ import {
 } from '../errors';
 import type { SecretBox } from '../secrets';
 import type { Dispatcher } from './dispatcher';
+import { erasureRequest } from './erasure';
 import { finalStatuses, type DeliveryEvents } from './events';
 import { idempotencyKey as idempotencyKeySchema, normaliseRecipientFilter, prepareByChannel } from './inputs';
 import { rateLimitedError, sendLimits } from './rate-limits';
@@ -221,6 +223,15 @@ export class DeliveryService {
     };
   }
 
+  /**
+   * Erases one email address or mobile number from every delivery (see `Store.eraseRecipient`): admin tokens only.
+   * Returns how many deliveries it was in.
+   */
+  async eraseRecipient(recipient: string, caller: Caller): Promise<number> {
+    if (!isAdmin(caller.scopes)) throw new ForbiddenError('Only a token with every channel and read ALL may erase a recipient');
+    return this.deps.store.eraseRecipient(erasureRequest(recipient, this.now()));
+  }
+
   /** Stops a delivery that has not been sent yet. */
   async cancelDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
     await this.requireManageable(id, caller);
@@ -237,6 +248,9 @@ export class DeliveryService {
   /** Sends a FAILED delivery again, as long as what it needs to be sent was not erased. */
   async retryDelivery(id: string, caller: Caller): Promise<DeliveryRow> {
     const current = await this.requireManageable(id, caller);
+    if (current.status === 'FAILED' && current.contentRedactedAt != null) {
+      throw new InvalidStateError('Its content was removed (content retention or an erasure); send a new message instead');
+    }
     if (current.status === 'FAILED' && erased(current)) {
       throw new InvalidStateError('Its credentials or code were erased when it failed; send a new message instead');
     }
@@ -281,7 +295,7 @@ export class DeliveryService {
 
   /** Whether `retryDelivery` would accept this delivery from this caller now. */
   canRetry(delivery: DeliveryRow, caller: Caller): boolean {
-    return delivery.status === 'FAILED' && !erased(delivery) && this.canManage(delivery, caller);
+    return delivery.status === 'FAILED' && !erased(delivery) && delivery.contentRedactedAt == null && this.canManage(delivery, caller);
   }
 
   /** Whether `cancelDelivery` would accept this delivery from this caller now. */

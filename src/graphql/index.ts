@@ -14,3 +14,4 @@ import './types/delivery-stats';
 import './types/viewer';
 import './types/delivery-queue';
 import './types/api-tokens';
+import './types/erase-recipient';

@@ -31,6 +31,8 @@ export class GatewayMetrics {
   private readonly attemptDuration: Histogram<'provider' | 'outcome'>;
   private readonly rateLimited: Counter<'channel' | 'scope'>;
   private readonly storeFaults: Counter<'kind'>;
+  private readonly purgedDeliveries: Counter;
+  private readonly redactedDeliveries: Counter;
   private readonly graphqlOperations: Counter<'transport' | 'operation_type' | 'operation' | 'outcome'>;
   private readonly websocketConnections: Gauge;
   private readonly websocketRefusals: Counter<'reason'>;
@@ -76,6 +78,17 @@ export class GatewayMetrics {
       name: 'notify_gateway_store_faults_total',
       help: 'Database operations that failed because the database could not be used (disk_full, io_error, busy, unreachable, conflict)',
       labelNames: ['kind'],
+      registers,
+    });
+
+    this.purgedDeliveries = new Counter({
+      name: 'notify_gateway_deliveries_purged_total',
+      help: 'Final deliveries deleted (with their attempts) by the retention pass, older than DELIVERY_RETENTION_DAYS',
+      registers,
+    });
+    this.redactedDeliveries = new Counter({
+      name: 'notify_gateway_deliveries_redacted_total',
+      help: 'Final deliveries whose content the retention pass replaced with the marker, older than CONTENT_RETENTION_DAYS',
       registers,
     });
 
@@ -162,6 +175,14 @@ export class GatewayMetrics {
 
   storeFault(kind: StoreFaultKind): void {
     this.storeFaults.inc({ kind });
+  }
+
+  deliveriesPurged(count: number): void {
+    this.purgedDeliveries.inc(count);
+  }
+
+  deliveriesRedacted(count: number): void {
+    this.redactedDeliveries.inc(count);
   }
 
   /** Called by the dispatcher after each recorded attempt, with the delivery as the attempt left it. */

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeliveryRow } from '../../src/db/schema';
+import { redactedPayload } from '../../src/db/store-rules';
 import { reservationId, type NewAttempt, type PacingWindow, type RecipientLimit, type Store, type StoreKind } from '../../src/db/store';
 import { postgresAvailable } from '../support/postgres';
 import { deliveryRow, openTestStores, type TestStores } from '../support/stores';
@@ -61,6 +62,7 @@ describe.each(kinds)('Store contract: %s', (kind) => {
       claimedUntil: null,
       sentAt: null,
       digestId: null,
+      contentRedactedAt: null,
     };
     expect(outcome).toEqual({ kind: 'created', delivery: expected });
     expect(await store.getDelivery(row.id)).toEqual(expected);
@@ -435,6 +437,101 @@ describe.each(kinds)('Store contract: %s', (kind) => {
     expect(await store.revokeToken('ci', 99)).toBe(true);
     expect(await store.revokeToken('tok_1', 100)).toBe(false);
     expect((await other.findTokenByHash(row.tokenHash))?.revokedAt).toBe(99);
+  });
+
+  const dayMs = 86_400_000;
+
+  test('retention: purges final deliveries created before the cut with their attempts, never pending ones, and unlinks digests', async () => {
+    const now = Date.now();
+    const old = now - 100 * dayMs;
+    const oldSent = await created({ status: 'SENT', createdAt: old });
+    await store.finishAttempt(oldSent.id, attempt({ startedAt: old }), {});
+    const oldFailed = await created({ status: 'FAILED', createdAt: old + 1 });
+    const oldCancelled = await created({ status: 'CANCELLED', createdAt: old + 2 });
+    const carrier = await created({ status: 'SENT', createdAt: old + 3 });
+    await store.transition(carrier.id, ['SENT'], { digestId: carrier.id });
+    const folded = await created({ status: 'SENT', createdAt: now - 89 * dayMs, digestId: carrier.id });
+    const pending = await Promise.all((['QUEUED', 'RETRYING', 'SENDING'] as const).map((status, n) => created({ status, createdAt: old + 10 + n })));
+    const recent = await created({ status: 'SENT', createdAt: now - 10 * dayMs });
+    await store.finishAttempt(recent.id, attempt(), {});
+
+    const cut = now - 90 * dayMs;
+    const batches: number[] = [];
+    for (let purged = -1; purged !== 0; ) batches.push((purged = await store.purgeFinal(cut, 3)));
+    expect(batches).toEqual([3, 1, 0]);
+    for (const gone of [oldSent, oldFailed, oldCancelled, carrier]) {
+      expect(await store.getDelivery(gone.id)).toBeUndefined();
+      expect(await store.listAttempts(gone.id)).toEqual([]);
+    }
+    const left = await store.getDeliveries([folded.id, recent.id, ...pending.map((row) => row.id)]);
+    expect(left.map((row) => row.status).sort()).toEqual(['QUEUED', 'RETRYING', 'SENDING', 'SENT', 'SENT']);
+    expect((await store.getDelivery(folded.id))!.digestId).toBeNull();
+    expect(await store.listAttempts(recent.id)).toHaveLength(1);
+  });
+
+  test('retention: redacts the content of final deliveries older than the content window, once, and nothing else', async () => {
+    const now = Date.now();
+    const content = { payload: JSON.stringify({ to: ['ops@example.com'], subject: 'disk full', text: 'on db-3' }), sealedSecrets: 'v1.sealed' };
+    const old = await created({ ...content, status: 'FAILED', createdAt: now - 10 * dayMs });
+    const oldPending = await created({ ...content, status: 'RETRYING', createdAt: now - 10 * dayMs });
+    const recent = await created({ ...content, status: 'SENT', createdAt: now - dayMs });
+
+    expect(await store.redactContent(now - 7 * dayMs, 500, now)).toBe(1);
+    expect(await store.redactContent(now - 7 * dayMs, 500, now + 1)).toBe(0);
+    expect(await store.getDelivery(old.id)).toMatchObject({ payload: redactedPayload, sealedSecrets: null, contentRedactedAt: now, status: 'FAILED' });
+    for (const kept of [oldPending, recent]) {
+      expect(await store.getDelivery(kept.id)).toMatchObject({ ...content, contentRedactedAt: null });
+    }
+  });
+
+  test('exclusively: across processes one pass at a time; alone on its database, always', async () => {
+    const other = await stores.another();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const first = store.exclusively('retention', async () => {
+      await held;
+      return 'first';
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const meanwhile = await other.exclusively('retention', async () => 'second');
+    release();
+    expect(await first).toBe('first');
+    if (kind === 'postgres') {
+      expect(meanwhile).toBeUndefined();
+      expect(await other.exclusively('retention', async () => 'after')).toBe('after');
+    } else {
+      expect(meanwhile).toBe('second');
+    }
+  });
+
+  test('erasure: the address leaves every delivery it was in, its lists keep the others, and pending ones are cancelled', async () => {
+    const now = Date.now();
+    const alone = await created({ recipient: 'a@x.com', status: 'FAILED', idempotencyKey: 'welcome-a@x.com', lastErrorMessage: '550 5.1.1 <A@x.com>: no such user' });
+    await store.finishAttempt(alone.id, attempt({ outcome: 'PERMANENT', providerCode: '550', providerMessage: '550 5.1.1 <A@x.com>: no such user' }), {});
+    const listed = await created({ recipient: 'b@y.com, a@x.com', status: 'SENT', payload: JSON.stringify({ to: ['b@y.com', 'A@x.com'], subject: 's' }) });
+    const copied = await created({ recipient: 'c@y.com', status: 'SENT', payload: JSON.stringify({ to: ['c@y.com'], cc: ['a@x.com'], subject: 's' }) });
+    const waiting = await created({ recipient: 'a@x.com', status: 'QUEUED', idempotencyKey: 'k-2' });
+    const others = await Promise.all([
+      created({ recipient: 'ba@x.com', payload: JSON.stringify({ to: ['ba@x.com'], subject: 'hi a@x' }), status: 'SENT' }),
+      created({ recipient: '+8613800138000', channel: 'SMS', payload: JSON.stringify({ mobile: '+8613800138000' }), status: 'SENT' }),
+    ]);
+
+    const erased = await store.eraseRecipient({ address: 'a@x.com', spellings: ['a@x.com'], marker: 'erased:m1', now });
+    expect(erased).toBe(4);
+    expect(await store.getDelivery(alone.id)).toMatchObject({
+      recipient: 'erased:m1',
+      payload: redactedPayload,
+      idempotencyKey: null,
+      requestHash: null,
+      lastErrorMessage: '550 5.1.1 <erased:m1>: no such user',
+      contentRedactedAt: now,
+    });
+    expect(await store.listAttempts(alone.id)).toMatchObject([{ recipient: 'erased:m1', providerMessage: '550 5.1.1 <erased:m1>: no such user' }]);
+    expect(await store.getDelivery(listed.id)).toMatchObject({ recipient: 'b@y.com, erased:m1', payload: redactedPayload });
+    expect(await store.getDelivery(copied.id)).toMatchObject({ recipient: 'c@y.com', payload: redactedPayload });
+    expect(await store.getDelivery(waiting.id)).toMatchObject({ recipient: 'erased:m1', status: 'CANCELLED', nextAttemptAt: null, idempotencyKey: 'k-2' });
+    expect(await store.getDeliveries(others.map((row) => row.id))).toEqual(expect.arrayContaining(others));
+    expect(await store.eraseRecipient({ address: 'a@x.com', spellings: ['a@x.com'], marker: 'erased:m2', now })).toBe(0);
   });
 
   test('answers a ping and knows its migrations are current', async () => {

@@ -73,6 +73,13 @@ builder.node(DeliveryRef, {
     createdAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.createdAt) }),
     updatedAt: t.field({ type: 'DateTime', resolve: (delivery) => new Date(delivery.updatedAt) }),
     sentAt: t.field({ type: 'DateTime', nullable: true, resolve: (delivery) => optionalDate(delivery.sentAt) }),
+    redactedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description:
+        'When the message content (subject, bodies, text, parameters, payload) was removed: CONTENT_RETENTION_DAYS after it was created, or by eraseRecipient. The delivery itself stays until DELIVERY_RETENTION_DAYS; such a delivery cannot be retried. Null while the content is kept',
+      resolve: (delivery) => optionalDate(delivery.contentRedactedAt),
+    }),
     digest: t.field({
       type: DeliveryRef,
       nullable: true,
@@ -87,7 +94,7 @@ builder.node(DeliveryRef, {
     }),
     viewerCanRetry: t.boolean({
       description:
-        'retryDelivery would accept it from this token now: it is FAILED, still has what it needs to be sent (DingTalk and SMS lose their credentials or code when they fail), and the token may send on its channel',
+        'retryDelivery would accept it from this token now: it is FAILED, still has what it needs to be sent (DingTalk and SMS lose their credentials or code when they fail; no channel keeps its content past redactedAt), and the token may send on its channel',
       resolve: (delivery, _args, context) => context.service.canRetry(delivery, context.caller),
     }),
     viewerCanCancel: t.boolean({

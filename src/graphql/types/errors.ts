@@ -76,3 +76,4 @@ export const sendErrorTypes = [ValidationError, RateLimitedError, IdempotencyCon
 export const manageErrorTypes = [NotFoundError, InvalidStateError, ForbiddenError];
 export const createTokenErrorTypes = [ForbiddenError, ValidationError];
 export const revokeTokenErrorTypes = [ForbiddenError, NotFoundError, InvalidStateError];
+export const eraseRecipientErrorTypes = [ForbiddenError, ValidationError];

@@ -1,0 +1,2 @@
+ALTER TABLE "deliveries" ADD COLUMN "content_redacted_at" bigint;--> statement-breakpoint
+CREATE INDEX "deliveries_unredacted_created_idx" ON "deliveries" USING btree ("created_at") WHERE "deliveries"."content_redacted_at" is null;

@@ -1,0 +1,2 @@
+ALTER TABLE `deliveries` ADD `content_redacted_at` integer;--> statement-breakpoint
+CREATE INDEX `deliveries_unredacted_created_idx` ON `deliveries` (`created_at`) WHERE "deliveries"."content_redacted_at" is null;
