@@ -7,7 +7,7 @@ import { seedDeliveries } from './seed';
 /** Expired rows to purge (BENCH_PURGE_ROWS, default 1,000,000); accepts are paced at BENCH_PURGE_RATE per second. */
 const purgeRows = Number(process.env.BENCH_PURGE_ROWS ?? 1_000_000);
 const acceptRate = Number(process.env.BENCH_PURGE_RATE ?? 500);
-const longestRunS = 300;
+const longestRunS = Number(process.env.BENCH_PURGE_MAX_S ?? 900);
 
 interface LoadFigures {
   acceptP99: number;

@@ -7,8 +7,12 @@ const dayMs = 86_400_000;
 /** Shortly after start (once the gateway serves), then hourly. */
 const firstPassDelayMs = 60_000;
 const passIntervalMs = 3_600_000;
-/** Free pages given back per transaction: 4 MB at SQLite's default page size. */
-const reclaimPages = 1024;
+/** How long one batch's transaction should take, and the bounds of its size in rows. */
+const batchTargetMs = 10;
+const minBatch = 10;
+const maxBatch = 2000;
+/** Free pages given back per transaction: 1 MB at SQLite's default page size. */
+const reclaimPages = 256;
 
 export interface RetentionObserver {
   purged(count: number): void;
@@ -23,6 +27,8 @@ export interface RetentionDeps {
   /** Rows per transaction (default `retentionBatch`). */
   batch?: number;
   now?: () => number;
+  /** Milliseconds on a monotonic clock, to time batches (default performance.now). */
+  clock?: () => number;
 }
 
 export interface RetentionReport {
@@ -33,9 +39,8 @@ export interface RetentionReport {
   ms: number;
 }
 
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** As long as the batch took: the pass takes at most half of the time (SQLite writes on the event loop's thread). */
-const pauseAfter = (started: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, performance.now() - started)));
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)));
 
 /**
  * The retention pass: deletes final deliveries older than DELIVERY_RETENTION_DAYS (attempts with them), then replaces
@@ -76,6 +81,32 @@ export class Retention {
     this.timer.unref();
   }
 
+  /**
+   * Runs `step` until it does less than it was asked. The batch is sized to take about `batchTargetMs`: a send or a
+   * query that arrives during one waits at most that long (SQLite writes on the event loop's thread, PostgreSQL holds
+   * row locks), and a pause as long as the batch follows, so the pass takes at most half of the time.
+   */
+  private async inBatches(step: (limit: number) => Promise<number>, count?: (rows: number) => void): Promise<number> {
+    let limit = this.deps.batch ?? retentionBatch;
+    const fixed = this.deps.batch !== undefined;
+    let total = 0;
+    const clock = this.deps.clock ?? (() => performance.now());
+    while (!this.stopped) {
+      const started = clock();
+      const done = await step(limit);
+      const tookMs = clock() - started;
+      total += done;
+      if (done > 0) count?.(done);
+      if (done < limit) break;
+      if (!fixed) {
+        if (tookMs > batchTargetMs) limit = Math.max(minBatch, Math.floor(limit / 2));
+        else if (tookMs < batchTargetMs / 2) limit = Math.min(maxBatch, limit * 2);
+      }
+      await pause(tookMs);
+    }
+    return total;
+  }
+
   /** One pass now (or the one under way). */
   runPass(): Promise<RetentionReport> {
     this.running ??= this.pass().finally(() => (this.running = undefined));
@@ -84,26 +115,20 @@ export class Retention {
 
   private async pass(): Promise<RetentionReport> {
     const { store, config, observer, logger } = this.deps;
-    const batch = this.deps.batch ?? retentionBatch;
     const started = performance.now();
     const counts = await store.exclusively('retention', async () => {
       const now = this.now();
-      let purged = 0;
-      let redacted = 0;
-      for (let done = batch, started = 0; done === batch && !this.stopped; await pauseAfter(started)) {
-        started = performance.now();
-        done = await store.purgeFinal(now - config.retention.deliveryDays * dayMs, batch);
-        purged += done;
-        observer?.purged(done);
-      }
-      for (let done = batch, started = 0; done === batch && !this.stopped; await pauseAfter(started)) {
-        started = performance.now();
-        done = await store.redactContent(now - config.retention.contentDays * dayMs, batch, now);
-        redacted += done;
-        observer?.redacted(done);
-      }
+      const purged = await this.inBatches((limit) => store.purgeFinal(now - config.retention.deliveryDays * dayMs, limit), observer?.purged);
+      const redacted = await this.inBatches(
+        (limit) => store.redactContent(now - config.retention.contentDays * dayMs, limit, now),
+        observer?.redacted,
+      );
       if (purged + redacted > 0) {
-        while (!this.stopped && (await store.reclaimSpace(reclaimPages)) > 0) await nextTurn();
+        while (!this.stopped) {
+          const reclaimStarted = performance.now();
+          if ((await store.reclaimSpace(reclaimPages)) === 0) break;
+          await pause(performance.now() - reclaimStarted);
+        }
       }
       return { purged, redacted };
     });
