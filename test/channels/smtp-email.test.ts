@@ -242,7 +242,11 @@ describe('SMTP server unreachable or refusing connections', () => {
     const sent = await send(gateway, { to: ['ops@example.com'], subject: '无响应', content: 'x' });
     expect(sent).toMatchObject({ status: 'RETRYING', attempts: 1, lastError: { code: expect.stringMatching(code) } });
     const done = await deliveryWhen(gateway, sent.id, (d) => d.status === 'SENT');
-    expect(done.attemptLog.map((attempt: { outcome: string }) => attempt.outcome)).toEqual(['RETRYABLE', 'SENT']);
+    // The hung attempt, then SENT; on a loaded machine a retry may also miss the 300 ms deadline and be retried again.
+    const outcomes = done.attemptLog.map((attempt: { outcome: string }) => attempt.outcome);
+    expect(outcomes.at(-1)).toBe('SENT');
+    expect(outcomes.slice(0, -1)).toEqual(Array(outcomes.length - 1).fill('RETRYABLE'));
+    expect(outcomes.length).toBeGreaterThanOrEqual(2);
     expect(sink.messagesFor(sent.id)).toHaveLength(1);
     // Only the pooled connection that delivered stays open: the abort signal closed the hung one.
     await eventually(() => sink.openConnections === 1);
