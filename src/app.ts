@@ -14,7 +14,7 @@ import { errorCatalog, StoreUnavailableError } from './errors';
 import { serveGraphqlOverNode, storeUnavailableBody, storeUnavailableInit } from './graphql/serve-over-node';
 import { createWebSocketTransport } from './graphql/serve-over-websocket';
 import { createGraphQLHandler } from './graphql/yoga';
-import { isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
+import { crossSiteRefusal, isCrossSiteBrowserRequest, isNavigation, withBodyLimit } from './http-guards';
 import type { Logger } from './logger';
 import { createConsoleRoute } from './operations/console-route';
 import { useOperationMetrics } from './operations/graphql-plugins';
@@ -104,7 +104,7 @@ export function createApp({ config, store: database, channels, secretBox, logger
       isCrossSiteBrowserRequest(request.headers.get('sec-fetch-site')) &&
       !(url.pathname === '/graphql' && isNavigation(request) && isGraphiQLPage(request, url))
     ) {
-      const message = 'Cross-site browser requests are refused';
+      const message = crossSiteRefusal;
       return url.pathname === '/graphql'
         ? json({ errors: [{ message, extensions: { code: 'FORBIDDEN' } }] }, 403)
         : json({ code: errorCatalog.FORBIDDEN.restCode, data: message }, 403);
@@ -163,7 +163,6 @@ export function createApp({ config, store: database, channels, secretBox, logger
     handler,
     /** For node:http's 'upgrade' event: GraphQL over WebSocket at /graphql. */
     upgrade: webSockets.upgrade,
-    webSockets,
     service,
     dispatcher,
     events,

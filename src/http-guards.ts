@@ -28,6 +28,9 @@ export async function withBodyLimit(request: Request, limitBytes: number): Promi
   });
 }
 
+/** What a refused cross-site browser request is told, on every entry (GraphQL, REST, WebSocket upgrade). */
+export const crossSiteRefusal = 'Cross-site browser requests are refused';
+
 /**
  * True for a request a browser sent on behalf of a page of another site, by its Sec-Fetch-Site header (Fetch
  * Metadata). API clients send none; GraphiQL's own requests are same-origin.

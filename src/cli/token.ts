@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
 import { ApiTokens, isTokenName, parseScopes, readScopes, tokenNameRule, type ReadScope, type TokenScopes } from '../api-tokens';
-import { ConfigError, loadConfig } from '../config';
+import { loadConfig } from '../config';
 import { channels, type ChannelName } from '../db/schema';
 import { openStore, type Store } from '../db';
 import { InvalidStateError, NotFoundError, ValidationError } from '../errors';
+import { runCommand, UsageError } from './cli-errors';
 
 const usage = `Manage the gateway's API tokens (the OPS-Token header).
 
@@ -17,8 +18,6 @@ const usage = `Manage the gateway's API tokens (the OPS-Token header).
 
 Uses the gateway's database: DATABASE_URL (default file:./data/notify.db). Tokens in OPS_TOKENS are not listed
 here: they have full rights and live in the environment.`;
-
-class UsageError extends Error {}
 
 function parseChannels(value: string | undefined): ChannelName[] {
   if (value === undefined) throw new UsageError('--channels is required: a list such as DING,EMAIL, or all, or none');
@@ -122,24 +121,15 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`Unknown command "${command}".\n\n${usage}\n`);
     return 2;
   }
-  let store: Store | undefined;
-  try {
-    store = await openStore(loadConfig(process.env).database);
-    await run(store, args);
-    return 0;
-  } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError) {
-      process.stderr.write(`token ${command}: ${error.message}\n`);
-      return error instanceof UsageError ? 2 : 1;
+  return runCommand(`token ${command}`, usage, async () => {
+    const store = await openStore(loadConfig(process.env).database);
+    try {
+      await run(store, args);
+      return 0;
+    } finally {
+      await store.close();
     }
-    if (error instanceof TypeError && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`token ${command}: ${error.message}\n\n${usage}\n`);
-      return 2;
-    }
-    throw error;
-  } finally {
-    await store?.close();
-  }
+  });
 }
 
 process.exitCode = await main(process.argv.slice(2));

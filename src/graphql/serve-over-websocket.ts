@@ -5,7 +5,7 @@ import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Authenticator, Caller } from '../auth';
 import { StoreUnavailableError } from '../errors';
-import { isCrossSiteBrowserRequest } from '../http-guards';
+import { crossSiteRefusal, isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { describeOperation } from '../operations/graphql-plugins';
 import type { GatewayMetrics } from '../operations/metrics';
@@ -279,8 +279,7 @@ export function createWebSocketTransport(deps: {
       }
       if (isCrossSiteUpgrade(request)) {
         metrics.websocketRefused('cross_site');
-        const message = 'Cross-site browser requests are refused';
-        refuseUpgrade(socket, 403, 'Forbidden', { errors: [{ message, extensions: { code: 'FORBIDDEN' } }] });
+        refuseUpgrade(socket, 403, 'Forbidden', { errors: [{ message: crossSiteRefusal, extensions: { code: 'FORBIDDEN' } }] });
         observed.finish(403);
         return;
       }
@@ -294,10 +293,6 @@ export function createWebSocketTransport(deps: {
           running: new Map(),
         });
       });
-    },
-    /** Connections open now. */
-    get size() {
-      return connections.size;
     },
     /** Closes every connection with 1001 (Going Away): graphql-ws clients reconnect, to another replica if there is one. */
     async close(): Promise<void> {

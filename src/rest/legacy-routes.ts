@@ -12,7 +12,7 @@ import {
   type ErrorCode,
   type FieldError,
 } from '../errors';
-import { isCrossSiteBrowserRequest } from '../http-guards';
+import { crossSiteRefusal, isCrossSiteBrowserRequest } from '../http-guards';
 import type { Logger } from '../logger';
 import { MalformedParameterError } from './form-decoding';
 import {
@@ -371,7 +371,7 @@ export function createLegacyRoutes(deps: LegacyRouteDeps): LegacyRouter {
     const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
     // CSRF: a page of another site may never make the browser call these routes.
     if (isCrossSiteBrowserRequest(request.header('sec-fetch-site'))) {
-      return { status: 403, headers, body: JSON.stringify(answer('FORBIDDEN', 'Cross-site browser requests are refused')) };
+      return { status: 403, headers, body: JSON.stringify(answer('FORBIDDEN', crossSiteRefusal)) };
     }
     const state: { route?: LegacyRoute; caller?: Caller; keyFromParameter: boolean } = { keyFromParameter: false };
     let result: LegacyAnswer;
