@@ -170,11 +170,15 @@ const unguarded = new Set<PropertyKey>(['ping', 'migrationsCurrent', 'close', 'p
  * `StoreUnavailableError` and is reported to `health`; any other error passes unchanged. One decision for both stores.
  */
 export function guardStore<S extends Store>(store: S, health: StoreHealth): S {
+  // Every store call goes through here (sends, claims, queries): each method is wrapped once, not at every call.
+  const wrapped = new Map<PropertyKey, { method: unknown; guarded: unknown }>();
   return new Proxy(store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as unknown;
       if (typeof value !== 'function' || unguarded.has(property)) return value;
-      return (...args: unknown[]) => {
+      const known = wrapped.get(property);
+      if (known?.method === value) return known.guarded;
+      const guarded = (...args: unknown[]) => {
         const failed = (error: unknown): never => {
           const kind = classifyStoreError(error);
           if (!kind) throw error;
@@ -188,6 +192,8 @@ export function guardStore<S extends Store>(store: S, health: StoreHealth): S {
           return failed(error);
         }
       };
+      wrapped.set(property, { method: value, guarded });
+      return guarded;
     },
   });
 }
