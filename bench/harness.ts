@@ -30,9 +30,11 @@ export const bundles = path.join(root, 'dist/bench');
 
 export function bundleServers() {
   const entries = fs.readdirSync(path.join(root, 'bench/servers')).map((file) => path.join('bench/servers', file));
+  // The retention pass's thread, beside the servers as it is beside dist/main.js.
+  entries.push('src/db/sqlite-maintenance-worker.ts');
   execFileSync(
     path.join(root, 'node_modules/.bin/esbuild'),
-    [...entries, '--bundle', '--platform=node', '--format=esm', '--target=node20', '--packages=external', `--outdir=${bundles}`, '--log-level=warning'],
+    [...entries, '--bundle', '--platform=node', '--format=esm', '--target=node20', '--packages=external', `--outdir=${bundles}`, '--entry-names=[name]', '--log-level=warning'],
     { cwd: root, stdio: 'inherit' },
   );
 }

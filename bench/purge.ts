@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import autocannon from 'autocannon';
+import autocannon, { type Result } from 'autocannon';
 import { acceptRequests, bundles, deliveriesPage, percentile, postGraphql, record, startGateway, token, work } from './harness';
 import { seedDeliveries } from './seed';
 
@@ -32,12 +32,26 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
     BENCH_PURGE_NOW: purge ? '1' : '0',
   });
   const logFile = fs.readdirSync(work).map((name) => path.join(work, name)).filter((file) => file.includes(`-${server.port}.log`))[0]!;
-  const passReport = () => {
-    const line = fs.readFileSync(logFile, 'utf8').split('\n').find((entry) => entry.includes('retention pass finished'));
-    return line ? (JSON.parse(line) as LoadFigures['pass']) : undefined;
+  // The gateway's log is read for the pass's line a few times a second, from where the last look stopped: reading the
+  // whole growing file before every query would load the client (and so the figures) of the run with the pass only.
+  let pass: LoadFigures['pass'];
+  let logRead = 0;
+  const lookForPass = () => {
+    const size = fs.statSync(logFile).size;
+    if (size <= logRead) return;
+    const fd = fs.openSync(logFile, 'r');
+    const chunk = Buffer.alloc(size - logRead);
+    fs.readSync(fd, chunk, 0, chunk.length, logRead);
+    fs.closeSync(fd);
+    const text = chunk.toString('utf8');
+    const complete = text.lastIndexOf('\n') + 1;
+    logRead += Buffer.byteLength(text.slice(0, complete));
+    const line = text.slice(0, complete).split('\n').find((entry) => entry.includes('retention pass finished'));
+    if (line) pass = JSON.parse(line) as LoadFigures['pass'];
   };
+  const watcher = purge ? setInterval(lookForPass, 250) : undefined;
   const deadline = performance.now() + (purge ? longestRunS : runS) * 1000;
-  const done = () => performance.now() > deadline || (purge && passReport() !== undefined);
+  const done = () => performance.now() > deadline || pass !== undefined;
   const queryTimes: number[] = [];
   const queries = (async () => {
     while (!done()) {
@@ -46,18 +60,27 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
       queryTimes.push(performance.now() - started);
     }
   })();
+  // Every accept's latency, not autocannon's per-run percentiles: the run is cut in 2 s slices to end with the pass.
   const acceptLatencies: number[] = [];
   let accepted = 0;
   while (!done()) {
-    const result = await autocannon({ connections: 10, duration: 2, overallRate: acceptRate, ...acceptRequests.graphql(server.port) });
-    acceptLatencies.push(result.latency.p99);
+    const result = await new Promise<Result>((resolve, reject) => {
+      const slice = autocannon(
+        { connections: 10, duration: 2, overallRate: acceptRate, ...acceptRequests.graphql(server.port) },
+        (error, answer) => (error ? reject(error) : resolve(answer)),
+      );
+      slice.on('response', (_client, _status, _bytes, ms: number) => acceptLatencies.push(ms));
+    });
     accepted += result['2xx'];
   }
   await queries;
-  const pass = passReport();
+  clearInterval(watcher);
+  if (purge) lookForPass();
   await server.stop();
-  // autocannon's p99 per 2 s slice; the worst slice's is the run's p99 at most, the median slice's at least: report the
-  // p99 over the slices (the 99th percentile of slice p99s is the worst one for fewer than 100 slices).
+  console.log(
+    `  ${purge ? 'with the pass' : 'without'}: ${acceptLatencies.length} accepts p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(acceptLatencies, p).toFixed(1)).join(' / ')} ms; ` +
+      `${queryTimes.length} queries p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(queryTimes, p).toFixed(1)).join(' / ')} ms`,
+  );
   return { acceptP99: percentile(acceptLatencies, 99), queryP99: percentile(queryTimes, 99), accepted, queries: queryTimes.length, pass };
 }
 

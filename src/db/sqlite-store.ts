@@ -24,6 +24,9 @@ import {
   type StatusCount,
   type Store,
 } from './store';
+import { SqliteMaintenance } from './sqlite-maintenance';
+import { incrementalAutoVacuum, retentionStatements, type RetentionOperation } from './sqlite-retention';
+import { WriteTurn } from './write-turn';
 import {
   attemptEffect,
   deferredEffect,
@@ -72,11 +75,13 @@ const lastAttemptNumberSql = 'select max(number) as number from delivery_attempt
 const heldByAttemptSql = ` and status = 'SENDING' and claimed_until = ? and attempts < ?
   and not exists (select 1 from delivery_attempts where delivery_id = ? and number >= ?)`;
 
-/** `PRAGMA auto_vacuum` = INCREMENTAL: free pages stay in the file until `incremental_vacuum` gives them back. */
-const incrementalAutoVacuum = 2;
-
 const probeName = 'store-probe';
 const probeFiller = 'x'.repeat(3 * 4096);
+
+/** A retention pass under way, and its thread once it has found something to do. */
+interface RetentionPass {
+  maintenance?: Promise<SqliteMaintenance>;
+}
 
 interface PendingWrite {
   work: () => unknown;
@@ -121,6 +126,11 @@ export class SqliteStore implements Store {
   private syncing?: Promise<void>;
   private flushAfterSync = false;
   private synced = 0;
+  private readonly retention: ReturnType<typeof retentionStatements>;
+  /** Between this connection and the retention pass's thread, while a pass runs (see `exclusively`). */
+  private readonly writeTurn = new WriteTurn();
+  private retentionPass?: RetentionPass;
+  private flushWhenFree = false;
 
   /**
    * The one call that makes commits durable. A test replaces it to fail as a failing disk does (EIO): a root-owned
@@ -150,6 +160,7 @@ export class SqliteStore implements Store {
       }),
     );
     this.commitBatch = (batch) => batchTransaction.immediate(batch);
+    this.retention = retentionStatements(client, (source) => this.prepared(source));
   }
 
   static open(databasePath: string): SqliteStore {
@@ -189,6 +200,13 @@ export class SqliteStore implements Store {
       this.flushAfterSync = true;
       return;
     }
+    // The retention pass's thread is writing: the batch commits when it hands the turn back (a few milliseconds),
+    // rather than this thread sleeping in SQLite's busy handler meanwhile.
+    const turnTaken = this.retentionPass !== undefined;
+    if (turnTaken && !this.writeTurn.tryTake()) {
+      this.flushWhenFree = true;
+      return;
+    }
     this.pendingWrites = [];
     if (this.pendingPaced) {
       this.pendingPaced = false;
@@ -202,6 +220,8 @@ export class SqliteStore implements Store {
       // Rolled back (or never begun): none of the batch was committed.
       for (const pending of batch) pending.reject(error);
       return;
+    } finally {
+      if (turnTaken) this.writeTurn.release();
     }
     this.afterSync((syncError) => {
       batch.forEach((pending, index) => {
@@ -601,45 +621,69 @@ export class SqliteStore implements Store {
   }
 
   async purgeFinal(before: number, limit: number): Promise<number> {
-    return this.write(() => {
-      // Attempts go with their delivery (ON DELETE CASCADE).
-      const gone = this.prepared(
-        `delete from deliveries where id in (
-           select id from deliveries indexed by deliveries_created_idx
-           where created_at < ? and status in ${finalStatusesSql} order by created_at limit ?)
-         returning id`,
-      ).all(before, limit) as { id: string }[];
-      if (gone.length === 0) return 0;
-      const ids = JSON.stringify(gone.map((row) => row.id));
-      this.prepared('update deliveries set digest_id = null where digest_id in (select value from json_each(?))').run(ids);
-      return gone.length;
-    });
+    const pending = () => this.prepared(
+      `select 1 from deliveries indexed by deliveries_created_idx where created_at < ? and status in ${finalStatusesSql} limit 1`,
+    ).get(before) !== undefined;
+    return this.retentionStep({ kind: 'purgeFinal', args: [before, limit] }, pending);
   }
 
   async redactContent(before: number, limit: number, now: number): Promise<number> {
-    return this.write(
-      () =>
-        this.prepared(
-          `update deliveries set payload = ?, sealed_secrets = null, content_redacted_at = ?
-           where id in (select id from deliveries indexed by deliveries_unredacted_created_idx
-                        where content_redacted_at is null and created_at < ? and status in ${finalStatusesSql}
-                        order by created_at limit ?)`,
-        ).run(redactedPayload, now, before, limit).changes,
-    );
-  }
-
-  async exclusively<T>(_name: 'retention', work: () => Promise<T>): Promise<T | undefined> {
-    // One process per database file: nobody else can be running it.
-    return work();
+    const pending = () => this.prepared(
+      `select 1 from deliveries indexed by deliveries_unredacted_created_idx
+       where content_redacted_at is null and created_at < ? and status in ${finalStatusesSql} limit 1`,
+    ).get(before) !== undefined;
+    return this.retentionStep({ kind: 'redactContent', args: [before, limit, now] }, pending);
   }
 
   async reclaimSpace(pages: number): Promise<number> {
     const client = this.db.$client;
     if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return 0;
-    return this.write(() => {
-      client.pragma(`incremental_vacuum(${Math.max(1, Math.floor(pages))})`);
-      return client.pragma('freelist_count', { simple: true }) as number;
-    });
+    return this.retentionStep({ kind: 'reclaimSpace', args: [pages] }, () => (client.pragma('freelist_count', { simple: true }) as number) > 0);
+  }
+
+  /**
+   * Within a retention pass on a file, the step runs on the pass's own thread, started when the pass first finds
+   * something to do (an hourly pass with nothing to do costs the thread nothing); otherwise here, group-committed.
+   */
+  private async retentionStep(operation: RetentionOperation, pending: () => boolean): Promise<number> {
+    const pass = this.retentionPass;
+    if (!pass) return this.write(() => (this.retention[operation.kind] as (...args: number[]) => number)(...operation.args));
+    if (!pass.maintenance) {
+      if (!pending()) return 0;
+      pass.maintenance = SqliteMaintenance.start(this.db.$client.name, this.writeTurn, () => this.turnHandedBack());
+      this.db.$client.pragma('wal_autocheckpoint = 0');
+    }
+    return (await pass.maintenance).run(operation);
+  }
+
+  private turnHandedBack(): void {
+    if (!this.flushWhenFree) return;
+    this.flushWhenFree = false;
+    this.flushWrites();
+  }
+
+  /**
+   * One process per database file: nobody else can be running the pass. While it runs, its writes are made on a thread
+   * of its own (`SqliteMaintenance`), which also takes over this connection's WAL checkpoints: they copy pages into
+   * the database file and fsync it, tens of milliseconds on the event loop when a purge fills the WAL.
+   */
+  async exclusively<T>(_name: 'retention', work: () => Promise<T>): Promise<T | undefined> {
+    const client = this.db.$client;
+    if (client.memory || this.retentionPass) return work();
+    const pass: RetentionPass = {};
+    const checkpointPages = client.pragma('wal_autocheckpoint', { simple: true }) as number;
+    this.retentionPass = pass;
+    try {
+      return await work();
+    } finally {
+      this.retentionPass = undefined;
+      if (pass.maintenance) {
+        const maintenance = await pass.maintenance.catch(() => undefined);
+        await maintenance?.close();
+      }
+      if (client.open) client.pragma(`wal_autocheckpoint = ${checkpointPages}`);
+      this.turnHandedBack();
+    }
   }
 
   async eraseRecipient(request: ErasureRequest): Promise<number> {

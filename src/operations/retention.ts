@@ -13,6 +13,11 @@ const minBatch = 10;
 const maxBatch = 2000;
 /** Free pages given back per transaction: 1 MB at SQLite's default page size. */
 const reclaimPages = 256;
+/**
+ * The pause after a batch, in batches: the pass keeps to a quarter of the time, so that callers keep the rest of the
+ * machine (on SQLite the pass's thread has a core to itself only where there are more than two).
+ */
+const restPerBatch = 3;
 
 export interface RetentionObserver {
   purged(count: number): void;
@@ -39,7 +44,6 @@ export interface RetentionReport {
   ms: number;
 }
 
-/** As long as the batch took: the pass takes at most half of the time (SQLite writes on the event loop's thread). */
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)));
 
 /**
@@ -82,9 +86,9 @@ export class Retention {
   }
 
   /**
-   * Runs `step` until it does less than it was asked. The batch is sized to take about `batchTargetMs`: a send or a
-   * query that arrives during one waits at most that long (SQLite writes on the event loop's thread, PostgreSQL holds
-   * row locks), and a pause as long as the batch follows, so the pass takes at most half of the time.
+   * Runs `step` until it does less than it was asked. The batch is sized to take about `batchTargetMs`: a send that
+   * arrives during one waits at most that long (SQLite has one writer at a time, PostgreSQL holds row locks; queries
+   * do not wait), and a pause `restPerBatch` times as long follows.
    */
   private async inBatches(step: (limit: number) => Promise<number>, count?: (rows: number) => void): Promise<number> {
     let limit = this.deps.batch ?? retentionBatch;
@@ -102,7 +106,7 @@ export class Retention {
         if (tookMs > batchTargetMs) limit = Math.max(minBatch, Math.floor(limit / 2));
         else if (tookMs < batchTargetMs / 2) limit = Math.min(maxBatch, limit * 2);
       }
-      await pause(tookMs);
+      await pause(tookMs * restPerBatch);
     }
     return total;
   }
@@ -127,7 +131,7 @@ export class Retention {
         while (!this.stopped) {
           const reclaimStarted = performance.now();
           if ((await store.reclaimSpace(reclaimPages)) === 0) break;
-          await pause(performance.now() - reclaimStarted);
+          await pause((performance.now() - reclaimStarted) * restPerBatch);
         }
       }
       return { purged, redacted };

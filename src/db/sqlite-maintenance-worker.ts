@@ -1,0 +1,91 @@
+// The retention pass's thread: purges, redactions, incremental vacuum and WAL checkpoints on a connection of its own,
+// so that neither their CPU nor their fsyncs hold up the event loop that answers callers. See SqliteMaintenance.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database, { type Statement } from 'better-sqlite3';
+import { retentionStatements, type RetentionOperation } from './sqlite-retention';
+import { WriteTurn } from './write-turn';
+
+export interface MaintenanceWorkerData {
+  databasePath: string;
+  turn: SharedArrayBuffer;
+}
+
+export interface MaintenanceFailure {
+  message: string;
+  code?: string;
+}
+
+export type ToMaintenance = { type: 'run'; id: number; operation: RetentionOperation } | { type: 'close' };
+
+export type FromMaintenance =
+  | { type: 'ready' }
+  | { type: 'done'; id: number; value: number }
+  | { type: 'failed'; id: number; error: MaintenanceFailure }
+  | { type: 'free' }
+  | { type: 'closed' };
+
+/** What SQLite's automatic checkpoint would do after about 1,000 pages, done at most this often instead. */
+const checkpointEveryMs = 200;
+
+if (parentPort) {
+  const port = parentPort;
+  const { databasePath, turn } = workerData as MaintenanceWorkerData;
+  const post = (message: FromMaintenance) => port.postMessage(message);
+  const client = new Database(databasePath, { fileMustExist: true });
+  client.pragma('busy_timeout = 5000');
+  // As the event loop's connection: cascades to attempts, freed content overwritten with zeros. No fsync per commit:
+  // a purge lost to a crash is done again by the next pass, and the WAL's fsync for callers' writes covers these too.
+  client.pragma('foreign_keys = ON');
+  client.pragma('secure_delete = ON');
+  client.pragma('synchronous = NORMAL');
+  // Its checkpoints run after a write, once the event loop has the turn back, not inside a commit while holding it.
+  client.pragma('wal_autocheckpoint = 0');
+  const statements = new Map<string, Statement>();
+  const prepare = (source: string) => {
+    let statement = statements.get(source);
+    if (!statement) statements.set(source, (statement = client.prepare(source)));
+    return statement;
+  };
+  const retention = retentionStatements(client, prepare);
+  const run = client.transaction((operation: RetentionOperation) =>
+    (retention[operation.kind] as (...args: number[]) => number)(...operation.args),
+  );
+  const writeTurn = new WriteTurn(turn);
+  let lastCheckpointAt = performance.now();
+  const checkpoint = () => {
+    lastCheckpointAt = performance.now();
+    // PASSIVE: copies what no reader still needs, without the write lock, so callers' commits go on meanwhile.
+    client.pragma('wal_checkpoint(PASSIVE)');
+  };
+
+  port.on('message', (message: ToMaintenance) => {
+    if (message.type === 'close') {
+      try {
+        checkpoint();
+      } finally {
+        client.close();
+        post({ type: 'closed' });
+        port.close();
+      }
+      return;
+    }
+    writeTurn.take();
+    let answer: FromMaintenance;
+    try {
+      answer = { type: 'done', id: message.id, value: run.immediate(message.operation) };
+    } catch (error) {
+      const failure = error as { message?: string; code?: unknown };
+      answer = { type: 'failed', id: message.id, error: { message: String(failure.message ?? error), code: typeof failure.code === 'string' ? failure.code : undefined } };
+    }
+    if (writeTurn.handBack()) post({ type: 'free' });
+    post(answer);
+    if (performance.now() - lastCheckpointAt >= checkpointEveryMs) {
+      try {
+        checkpoint();
+      } catch {
+        // Busy or failing: the next one tries again, and the event loop's connection checkpoints once the pass is over.
+      }
+    }
+  });
+  post({ type: 'ready' });
+}
