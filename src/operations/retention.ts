@@ -7,12 +7,10 @@ const dayMs = 86_400_000;
 /** Shortly after start (once the gateway serves), then hourly. */
 const firstPassDelayMs = 60_000;
 const passIntervalMs = 3_600_000;
-/** How long one batch's transaction should take, and the bounds of its size in rows. */
-const batchTargetMs = 10;
+/** How long one batch's transaction should take, and the bounds of its size in rows (or free pages). */
+const batchTargetMs = 3;
 const minBatch = 10;
 const maxBatch = 2000;
-/** Free pages given back per transaction: 1 MB at SQLite's default page size. */
-const reclaimPages = 256;
 /**
  * The pause after a batch, in batches: the pass keeps to a quarter of the time, so that callers keep the rest of the
  * machine (on SQLite the pass's thread has a core to itself only where there are more than two).
@@ -127,13 +125,9 @@ export class Retention {
         (limit) => store.redactContent(now - config.retention.contentDays * dayMs, limit, now),
         observer?.redacted,
       );
-      if (purged + redacted > 0) {
-        while (!this.stopped) {
-          const reclaimStarted = performance.now();
-          if ((await store.reclaimSpace(reclaimPages)) === 0) break;
-          await pause((performance.now() - reclaimStarted) * restPerBatch);
-        }
-      }
+      // The freed pages go back in steps sized by time as the batches are: filling the holes moves pages and rewrites
+      // the pointers to them, a step of a few hundred pages can take as long as a batch of rows.
+      if (purged + redacted > 0) await this.inBatches(async (pages) => ((await store.reclaimSpace(pages)) === 0 ? 0 : pages));
       return { purged, redacted };
     });
     const report = { ran: counts !== undefined, purged: counts?.purged ?? 0, redacted: counts?.redacted ?? 0, ms: Math.round(performance.now() - started) };

@@ -112,18 +112,18 @@ describe('retention pass [sqlite]', () => {
 });
 
 describe('retention batch sizing', () => {
-  it('shrinks batches that take longer than 10 ms and grows quick ones, so no transaction holds the store for long', async () => {
+  it('shrinks batches that take longer than 3 ms and grows quick ones, so no transaction holds the store for long', async () => {
     let left = 20_000;
     let clock = 0;
     const limits: number[] = [];
     const store = {
       exclusively: async <T>(_name: string, work: () => Promise<T>) => work(),
-      // 0.1 ms a row while the first 2,000 go (a loaded machine: 200 rows take 20 ms), then 0.002 ms (an idle one).
+      // 0.1 ms a row while the first 2,000 go (a loaded machine: 200 rows take 20 ms), then 0.0005 ms (an idle one).
       purgeFinal: async (_before: number, limit: number) => {
         limits.push(limit);
         const done = Math.min(limit, left);
         left -= done;
-        clock += done * (left + done > 18_000 ? 0.1 : 0.002);
+        clock += done * (left + done > 18_000 ? 0.1 : 0.0005);
         return done;
       },
       redactContent: async () => 0,
@@ -132,8 +132,9 @@ describe('retention batch sizing', () => {
     const config = { retention: { deliveryDays: 90, contentDays: 7 } };
     const report = await new Retention({ store, config, logger: quiet, clock: () => clock }).runPass();
     expect(report.purged).toBe(20_000);
-    // Halved while a batch takes over 10 ms, kept at 10 ms (100 rows), doubled once batches take under 5 ms, up to 2,000.
-    expect(limits.slice(0, 4)).toEqual([200, 100, 100, 100]);
+    // Halved while a batch takes over 3 ms, kept from 1.5 to 3 ms (25 rows), doubled once batches take under 1.5 ms, up
+    // to 2,000.
+    expect(limits.slice(0, 6)).toEqual([200, 100, 50, 25, 25, 25]);
     expect(Math.max(...limits)).toBe(2000);
     expect(limits.every((limit, n) => n === 0 || limit === limits[n - 1] || limit === Math.min(2000, limits[n - 1] * 2) || limit * 2 === limits[n - 1])).toBe(true);
   });
