@@ -779,6 +779,9 @@ export class SqliteStore implements Store {
   }
 
   async close() {
+    // A pass still under way (its caller did not stop it first) loses its thread; it fails, the writes do not.
+    const maintenance = await this.retentionPass?.maintenance?.catch(() => undefined);
+    await maintenance?.close();
     // Writes still waiting for their turn are committed (or failed) and made durable before the connection goes.
     if (this.db.$client.open) this.flushWrites({ now: true });
     await this.syncing;

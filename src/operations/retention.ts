@@ -15,7 +15,7 @@ const maxBatch = 2000;
  * The pause after a batch, in batches: the pass keeps to a quarter of the time, so that callers keep the rest of the
  * machine (on SQLite the pass's thread has a core to itself only where there are more than two).
  */
-const restPerBatch = 3;
+const restPerBatch = 5;
 
 export interface RetentionObserver {
   purged(count: number): void;
