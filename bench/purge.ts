@@ -76,10 +76,12 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
   await queries;
   clearInterval(watcher);
   if (purge) lookForPass();
+  const peakRssMb = server.peakRssMb();
   await server.stop();
   console.log(
     `  ${purge ? 'with the pass' : 'without'}: ${acceptLatencies.length} accepts p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(acceptLatencies, p).toFixed(1)).join(' / ')} ms; ` +
-      `${queryTimes.length} queries p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(queryTimes, p).toFixed(1)).join(' / ')} ms`,
+      `${queryTimes.length} queries p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(queryTimes, p).toFixed(1)).join(' / ')} ms; ` +
+      `peak RSS ${peakRssMb.toFixed(0)} MB`,
   );
   return { acceptP99: percentile(acceptLatencies, 99), queryP99: percentile(queryTimes, 99), accepted, queries: queryTimes.length, pass };
 }

@@ -17,8 +17,8 @@ function workerError(error: { message: string; code?: string }): Error {
 }
 
 /**
- * The retention pass's own thread on the SQLite file, open for the length of a pass (about 17 MB while it runs,
- * nothing the rest of the time). The event loop's connection and this one take turns to write through `WriteTurn`.
+ * The retention pass's own thread on the SQLite file, open for the length of a pass that has
+ * something to do. The event loop's connection and this one take turns to write through `WriteTurn`.
  */
 export class SqliteMaintenance {
   private nextId = 1;

@@ -12,8 +12,9 @@ const batchTargetMs = 3;
 const minBatch = 10;
 const maxBatch = 2000;
 /**
- * The pause after a batch, in batches: the pass keeps to a quarter of the time, so that callers keep the rest of the
- * machine (on SQLite the pass's thread has a core to itself only where there are more than two).
+ * The pause after a batch, in batches: the pass keeps to a sixth of the time, so that callers keep the rest of the
+ * machine (on SQLite the pass's thread has a core to itself only where there are more than two). BENCHMARKS.md has the runs at
+ * 3 and at 5.
  */
 const restPerBatch = 5;
 
