@@ -10,6 +10,30 @@ export const incrementalAutoVacuum = 2;
  */
 export function retentionStatements(client: Database, prepare: (source: string) => Statement) {
   return {
+    /** Whether `purgeFinal` would find a row: read on the event loop before a pass starts its thread. */
+    anyToPurge(before: number): boolean {
+      return (
+        prepare(`select 1 from deliveries indexed by deliveries_created_idx where created_at < ? and status in ${finalStatusesSql} limit 1`).get(
+          before,
+        ) !== undefined
+      );
+    },
+
+    /** Whether `redactContent` would find a row. */
+    anyToRedact(before: number): boolean {
+      return (
+        prepare(
+          `select 1 from deliveries indexed by deliveries_unredacted_created_idx
+           where content_redacted_at is null and created_at < ? and status in ${finalStatusesSql} limit 1`,
+        ).get(before) !== undefined
+      );
+    },
+
+    /** Whether `reclaimSpace` has pages to give back. */
+    anyToReclaim(): boolean {
+      return (client.pragma('freelist_count', { simple: true }) as number) > 0;
+    },
+
     purgeFinal(before: number, limit: number): number {
       // Attempts go with their delivery (ON DELETE CASCADE).
       const gone = prepare(

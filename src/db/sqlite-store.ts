@@ -32,7 +32,6 @@ import {
   deferredEffect,
   digestOutcomeEffect,
   erasureEffect,
-  finalStatusesSql,
   redactedPayload,
   scrubbed,
   foldedEffect,
@@ -621,24 +620,17 @@ export class SqliteStore implements Store {
   }
 
   async purgeFinal(before: number, limit: number): Promise<number> {
-    const pending = () => this.prepared(
-      `select 1 from deliveries indexed by deliveries_created_idx where created_at < ? and status in ${finalStatusesSql} limit 1`,
-    ).get(before) !== undefined;
-    return this.retentionStep({ kind: 'purgeFinal', args: [before, limit] }, pending);
+    return this.retentionStep({ kind: 'purgeFinal', args: [before, limit] }, () => this.retention.anyToPurge(before));
   }
 
   async redactContent(before: number, limit: number, now: number): Promise<number> {
-    const pending = () => this.prepared(
-      `select 1 from deliveries indexed by deliveries_unredacted_created_idx
-       where content_redacted_at is null and created_at < ? and status in ${finalStatusesSql} limit 1`,
-    ).get(before) !== undefined;
-    return this.retentionStep({ kind: 'redactContent', args: [before, limit, now] }, pending);
+    return this.retentionStep({ kind: 'redactContent', args: [before, limit, now] }, () => this.retention.anyToRedact(before));
   }
 
   async reclaimSpace(pages: number): Promise<number> {
     const client = this.db.$client;
     if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return 0;
-    return this.retentionStep({ kind: 'reclaimSpace', args: [pages] }, () => (client.pragma('freelist_count', { simple: true }) as number) > 0);
+    return this.retentionStep({ kind: 'reclaimSpace', args: [pages] }, () => this.retention.anyToReclaim());
   }
 
   /**
