@@ -7,7 +7,7 @@ import { seedDeliveries } from './seed';
 /** Expired rows to purge (BENCH_PURGE_ROWS, default 1,000,000); accepts are paced at BENCH_PURGE_RATE per second. */
 const purgeRows = Number(process.env.BENCH_PURGE_ROWS ?? 1_000_000);
 const acceptRate = Number(process.env.BENCH_PURGE_RATE ?? 500);
-const longestRunS = Number(process.env.BENCH_PURGE_MAX_S ?? 900);
+const longestRunS = Number(process.env.BENCH_PURGE_MAX_S ?? 1800);
 
 interface LoadFigures {
   acceptP99: number;
@@ -22,7 +22,7 @@ interface LoadFigures {
  * Accepts (GraphQL sendEmail at a fixed rate) and the first page of `deliveries` (one client, back to back) on a seeded
  * database, for `runS` seconds or, with `purge`, for as long as a retention pass purging the expired rows takes.
  */
-async function underLoad(databasePath: string, purge: boolean, runS: number): Promise<LoadFigures> {
+async function underLoad(databasePath: string, purge: boolean, runS: number, load = true): Promise<LoadFigures> {
   const server = await startGateway(path.join(bundles, 'gateway-accept.js'), {
     DATABASE_URL: `file:${databasePath}`,
     OPS_TOKENS: token,
@@ -49,12 +49,18 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
     const line = text.slice(0, complete).split('\n').find((entry) => entry.includes('retention pass finished'));
     if (line) pass = JSON.parse(line) as LoadFigures['pass'];
   };
-  const watcher = purge ? setInterval(lookForPass, 250) : undefined;
+  // And the WAL file's size, which a pass must not leave grown.
+  let walPeak = 0;
+  const walSize = () => (walPeak = Math.max(walPeak, fs.statSync(`${databasePath}-wal`, { throwIfNoEntry: false })?.size ?? 0));
+  const watcher = setInterval(() => {
+    walSize();
+    if (purge) lookForPass();
+  }, 250);
   const deadline = performance.now() + (purge ? longestRunS : runS) * 1000;
   const done = () => performance.now() > deadline || pass !== undefined;
   const queryTimes: number[] = [];
   const queries = (async () => {
-    while (!done()) {
+    while (load && !done()) {
       const started = performance.now();
       await postGraphql(server.port, deliveriesPage, { first: 20 });
       queryTimes.push(performance.now() - started);
@@ -63,7 +69,8 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
   // Every accept's latency, not autocannon's per-run percentiles: the run is cut in 2 s slices to end with the pass.
   const acceptLatencies: number[] = [];
   let accepted = 0;
-  while (!done()) {
+  while (!load && !done()) await new Promise((resolve) => setTimeout(resolve, 250));
+  while (load && !done()) {
     const result = await new Promise<Result>((resolve, reject) => {
       const slice = autocannon(
         { connections: 10, duration: 2, overallRate: acceptRate, ...acceptRequests.graphql(server.port) },
@@ -77,11 +84,17 @@ async function underLoad(databasePath: string, purge: boolean, runS: number): Pr
   clearInterval(watcher);
   if (purge) lookForPass();
   const peakRssMb = server.peakRssMb();
+  walSize();
+  const walMb = (walPeak / 1e6).toFixed(0);
   await server.stop();
+  if (!load) {
+    console.log(`  the pass alone, no load: ${pass ? `${pass.purged} rows in ${(pass.ms / 1000).toFixed(1)} s` : 'not finished'}; peak RSS ${peakRssMb.toFixed(0)} MB, WAL at most ${walMb} MB`);
+    return { acceptP99: 0, queryP99: 0, accepted: 0, queries: 0, pass };
+  }
   console.log(
     `  ${purge ? 'with the pass' : 'without'}: ${acceptLatencies.length} accepts p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(acceptLatencies, p).toFixed(1)).join(' / ')} ms; ` +
       `${queryTimes.length} queries p50/p99/p99.9 ${[50, 99, 99.9].map((p) => percentile(queryTimes, p).toFixed(1)).join(' / ')} ms; ` +
-      `peak RSS ${peakRssMb.toFixed(0)} MB`,
+      `peak RSS ${peakRssMb.toFixed(0)} MB, WAL at most ${walMb} MB`,
   );
   return { acceptP99: percentile(acceptLatencies, 99), queryP99: percentile(queryTimes, 99), accepted, queries: queryTimes.length, pass };
 }
@@ -104,6 +117,10 @@ export async function purgeUnderLoad(freshDatabase: (name: string) => string): P
   fs.copyFileSync(seeded, copy);
   const runS = Math.max(10, Math.ceil((withPurge.pass?.ms ?? longestRunS * 1000) / 1000));
   const without = await underLoad(copy, false, runS);
+  // And how long the same pass takes when nobody calls: the first pass after an upgrade on a quiet night.
+  for (const suffix of ['', '-wal', '-shm']) fs.rmSync(`${copy}${suffix}`, { force: true });
+  fs.copyFileSync(seeded, copy);
+  const alone = await underLoad(copy, true, 0, false);
   const compared = [
     [`accept p99 at ${acceptRate}/s while purging ${withPurge.pass?.purged ?? '?'} rows, ms`, withPurge.acceptP99, without.acceptP99],
     ['`deliveries(first: 20)` p99 while purging, ms', withPurge.queryP99, without.queryP99],
@@ -115,7 +132,7 @@ export async function purgeUnderLoad(freshDatabase: (name: string) => string): P
   record(
     'retention pass: rows purged (+ redacted), total time, s',
     withPurge.pass ? `${withPurge.pass.purged} (+${withPurge.pass.redacted}) in ${(withPurge.pass.ms / 1000).toFixed(1)}` : 'not finished',
-    '',
+    alone.pass ? `no load: ${(alone.pass.ms / 1000).toFixed(1)}` : 'no load: not finished',
     '',
     '',
     undefined,

@@ -21,6 +21,7 @@ import {
   type PacingRequest,
   type PacingWindow,
   type RecipientLimit,
+  type RetentionStep,
   type StatsQuery,
   type StatsRow,
   type StatusCount,
@@ -517,8 +518,9 @@ export class PostgresStore implements Store {
     return rows.map((row) => ({ ...row, channel: row.channel as ChannelName }));
   }
 
-  async purgeFinal(before: number, limit: number): Promise<number> {
+  async purgeFinal(before: number, limit: number): Promise<RetentionStep> {
     // Rows another replica (or a late attempt) holds are skipped, never waited for; attempts go by ON DELETE CASCADE.
+    const started = performance.now();
     const { rows } = await this.pool.query<{ purged: number }>({
       name: 'purge-final',
       text: `with doomed as (
@@ -531,10 +533,11 @@ export class PostgresStore implements Store {
              select count(*)::int as purged from gone`,
       values: [before, limit],
     });
-    return rows[0].purged;
+    return { count: rows[0].purged, transactionMs: performance.now() - started };
   }
 
-  async redactContent(before: number, limit: number, now: number): Promise<number> {
+  async redactContent(before: number, limit: number, now: number): Promise<RetentionStep> {
+    const started = performance.now();
     const result = await this.pool.query({
       name: 'redact-content',
       text: `update deliveries set payload = $1, sealed_secrets = null, content_redacted_at = $2
@@ -544,7 +547,7 @@ export class PostgresStore implements Store {
                order by created_at limit $4 for update skip locked)`,
       values: [redactedPayload, now, before, limit],
     });
-    return result.rowCount ?? 0;
+    return { count: result.rowCount ?? 0, transactionMs: performance.now() - started };
   }
 
   async exclusively<T>(name: 'retention', work: () => Promise<T>): Promise<T | undefined> {
@@ -564,9 +567,9 @@ export class PostgresStore implements Store {
     }
   }
 
-  async reclaimSpace(): Promise<number> {
+  async reclaimSpace(): Promise<RetentionStep> {
     // Autovacuum makes the space of deleted rows reusable; the files do not shrink (VACUUM FULL would lock the table).
-    return 0;
+    return { count: 0, transactionMs: 0 };
   }
 
   async eraseRecipient(request: ErasureRequest): Promise<number> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RetentionOperation } from './sqlite-retention';
+import type { RetentionStep } from './store';
 import type { FromMaintenance, MaintenanceWorkerData, ToMaintenance } from './sqlite-maintenance-worker';
 import type { WriteTurn } from './write-turn';
 
@@ -22,7 +23,7 @@ function workerError(error: { message: string; code?: string }): Error {
  */
 export class SqliteMaintenance {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (value: RetentionStep) => void; reject: (error: Error) => void }>();
   private failure?: Error;
   private readonly closed: Promise<void>;
 
@@ -68,10 +69,10 @@ export class SqliteMaintenance {
     return new SqliteMaintenance(worker, turn, onFree);
   }
 
-  run(operation: RetentionOperation): Promise<number> {
+  run(operation: RetentionOperation): Promise<RetentionStep> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<RetentionStep>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ type: 'run', id, operation } satisfies ToMaintenance);
     });

@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import type { RetentionStep } from './store';
 import { finalStatusesSql, redactedPayload } from './store-rules';
 
 /** `PRAGMA auto_vacuum` = INCREMENTAL: free pages stay in the file until `incremental_vacuum` gives them back. */
@@ -70,3 +71,14 @@ export type RetentionOperation =
   | { kind: 'purgeFinal'; args: [before: number, limit: number] }
   | { kind: 'redactContent'; args: [before: number, limit: number, now: number] }
   | { kind: 'reclaimSpace'; args: [pages: number] };
+
+/** Runs one operation (inside the caller's transaction, or as one when `transaction` is given) and times it. */
+export function timedStep(
+  statements: RetentionStatements,
+  operation: RetentionOperation,
+  transaction: (work: () => number) => number = (work) => work(),
+): RetentionStep {
+  const started = performance.now();
+  const count = transaction(() => (statements[operation.kind] as (...args: number[]) => number)(...operation.args));
+  return { count, transactionMs: performance.now() - started };
+}

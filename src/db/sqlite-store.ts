@@ -19,13 +19,14 @@ import {
   type PacingRequest,
   type PacingWindow,
   type RecipientLimit,
+  type RetentionStep,
   type StatsQuery,
   type StatsRow,
   type StatusCount,
   type Store,
 } from './store';
 import { SqliteMaintenance } from './sqlite-maintenance';
-import { incrementalAutoVacuum, retentionStatements, type RetentionOperation } from './sqlite-retention';
+import { incrementalAutoVacuum, retentionStatements, timedStep, type RetentionOperation } from './sqlite-retention';
 import { WriteTurn } from './write-turn';
 import {
   attemptEffect,
@@ -98,6 +99,9 @@ type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
  */
 const pacedWindowMs = 10;
 
+/** Bytes: the WAL file is cut back to this when it starts over (`journal_size_limit`). */
+const walSizeLimit = 16 * 1024 * 1024;
+
 /**
  * Hot paths run raw statements prepared once (drizzle's builder would build the SQL and prepare it again on every
  * call); everything else goes through drizzle. Writes that decide what a caller is told are group-committed: see
@@ -144,6 +148,10 @@ export class SqliteStore implements Store {
       // thread pool before anyone hears of the commit: what FULL promises, without blocking the event loop on the
       // disk, and one fsync covers every commit written before it.
       client.pragma('synchronous = NORMAL');
+      // Each checkpoint that copies the whole WAL lets the next commit write it over from the start; the file keeps its
+      // largest size all the same unless told. 16 MiB is four times what it reaches between automatic checkpoints, so only
+      // a WAL a retention pass grew is cut back (see `exclusively`).
+      client.pragma(`journal_size_limit = ${walSizeLimit}`);
       this.walPath = `${path.resolve(client.name)}-wal`;
     }
     const savepoint = client.transaction((work: () => unknown) => work());
@@ -619,17 +627,17 @@ export class SqliteStore implements Store {
     );
   }
 
-  async purgeFinal(before: number, limit: number): Promise<number> {
+  async purgeFinal(before: number, limit: number): Promise<RetentionStep> {
     return this.retentionStep({ kind: 'purgeFinal', args: [before, limit] }, () => this.retention.anyToPurge(before));
   }
 
-  async redactContent(before: number, limit: number, now: number): Promise<number> {
+  async redactContent(before: number, limit: number, now: number): Promise<RetentionStep> {
     return this.retentionStep({ kind: 'redactContent', args: [before, limit, now] }, () => this.retention.anyToRedact(before));
   }
 
-  async reclaimSpace(pages: number): Promise<number> {
+  async reclaimSpace(pages: number): Promise<RetentionStep> {
     const client = this.db.$client;
-    if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return 0;
+    if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return { count: 0, transactionMs: 0 };
     return this.retentionStep({ kind: 'reclaimSpace', args: [pages] }, () => this.retention.anyToReclaim());
   }
 
@@ -637,11 +645,11 @@ export class SqliteStore implements Store {
    * Within a retention pass on a file, the step runs on the pass's own thread, started when the pass first finds
    * something to do (an hourly pass with nothing to do costs the thread nothing); otherwise here, group-committed.
    */
-  private async retentionStep(operation: RetentionOperation, pending: () => boolean): Promise<number> {
+  private async retentionStep(operation: RetentionOperation, pending: () => boolean): Promise<RetentionStep> {
     const pass = this.retentionPass;
-    if (!pass) return this.write(() => (this.retention[operation.kind] as (...args: number[]) => number)(...operation.args));
+    if (!pass) return this.write(() => timedStep(this.retention, operation));
     if (!pass.maintenance) {
-      if (!pending()) return 0;
+      if (!pending()) return { count: 0, transactionMs: 0 };
       pass.maintenance = SqliteMaintenance.start(this.db.$client.name, this.writeTurn, () => this.turnHandedBack());
       this.db.$client.pragma('wal_autocheckpoint = 0');
     }
@@ -664,6 +672,9 @@ export class SqliteStore implements Store {
     if (client.memory || this.retentionPass) return work();
     const pass: RetentionPass = {};
     const checkpointPages = client.pragma('wal_autocheckpoint', { simple: true }) as number;
+    // During the pass the WAL holds a few seconds of its writes between the thread's checkpoints: cutting the file back
+    // each time would only make it grow again, every fsync then writing its new length as well.
+    client.pragma('journal_size_limit = -1');
     this.retentionPass = pass;
     try {
       return await work();
@@ -673,7 +684,10 @@ export class SqliteStore implements Store {
         const maintenance = await pass.maintenance.catch(() => undefined);
         await maintenance?.close();
       }
-      if (client.open) client.pragma(`wal_autocheckpoint = ${checkpointPages}`);
+      if (client.open) {
+        client.pragma(`wal_autocheckpoint = ${checkpointPages}`);
+        client.pragma(`journal_size_limit = ${walSizeLimit}`);
+      }
       this.turnHandedBack();
     }
   }

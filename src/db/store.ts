@@ -169,6 +169,16 @@ export interface ChangeFeed {
  * delivery service or the resolvers. A write resolves only once it is durably committed; an implementation may commit
  * several callers' writes in one transaction (group commit) as long as each stays atomic and fails alone.
  */
+/** One step of the retention pass: what it did, and how long its transaction took, by which the pass sizes the next. */
+export interface RetentionStep {
+  count: number;
+  /**
+   * The step's own transaction, not the wait to start it nor the answer's trip back: on a loaded event loop those
+   * take longer than the work and would shrink every batch to its smallest, rewriting the same index pages per row.
+   */
+  transactionMs: number;
+}
+
 export interface Store {
   readonly kind: StoreKind;
   /**
@@ -232,21 +242,21 @@ export interface Store {
 
   /**
    * Deletes up to `limit` final deliveries (SENT, FAILED, CANCELLED) created before `before`, oldest first, with their
-   * attempts; deliveries a purged carrier's digest folded lose the link. One short transaction; returns how many went.
+   * attempts; deliveries a purged carrier's digest folded lose the link. One short transaction; says how many went.
    */
-  purgeFinal(before: number, limit: number): Promise<number>;
+  purgeFinal(before: number, limit: number): Promise<RetentionStep>;
   /**
    * Replaces the content (payload, sealed secrets) of up to `limit` final deliveries created before `before` with the
-   * redaction marker and sets `contentRedactedAt`, oldest first. One short transaction; returns how many.
+   * redaction marker and sets `contentRedactedAt`, oldest first. One short transaction; says how many.
    */
-  redactContent(before: number, limit: number, now: number): Promise<number>;
+  redactContent(before: number, limit: number, now: number): Promise<RetentionStep>;
   /**
    * Runs `work` unless another process on the database runs its own `name` now: then resolves undefined at once. Alone
    * on the database (SQLite), it always runs.
    */
   exclusively<T>(name: 'retention', work: () => Promise<T>): Promise<T | undefined>;
-  /** Gives up to `pages` free pages back to the file system; resolves how many are still free (0: nothing to give). */
-  reclaimSpace(pages: number): Promise<number>;
+  /** Gives up to `pages` free pages back to the file system; `count` is how many are still free (0: nothing to give). */
+  reclaimSpace(pages: number): Promise<RetentionStep>;
   /**
    * Erases one recipient: every delivery to the address (alone or in a list) or naming it in its content loses its
    * content, the address becomes the marker wherever the row or its attempts held it, and the request hash goes.

@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import type { Store } from '../db/store';
+import type { RetentionStep, Store } from '../db/store';
 import { retentionBatch } from '../db/store-rules';
 import type { Logger } from '../logger';
 
@@ -12,11 +12,12 @@ const batchTargetMs = 3;
 const minBatch = 10;
 const maxBatch = 2000;
 /**
- * The pause after a batch, in batches: the pass keeps to a sixth of the time, so that callers keep the rest of the
- * machine (on SQLite the pass's thread has a core to itself only where there are more than two). BENCHMARKS.md has the runs at
- * 3 and at 5.
+ * The pause after a step, in the step's time as the event loop saw it (the wait for the turn and the trip back
+ * included, so that a busy event loop slows the pass down): the pass keeps to about an eleventh of the time. What it
+ * costs callers is mostly its disk writes, the WAL frames their own fsync carries and the checkpoints; BENCHMARKS.md has
+ * the runs at 3, 5 and 10.
  */
-const restPerBatch = 5;
+const restPerBatch = 10;
 
 export interface RetentionObserver {
   purged(count: number): void;
@@ -31,8 +32,10 @@ export interface RetentionDeps {
   /** Rows per transaction (default `retentionBatch`). */
   batch?: number;
   now?: () => number;
-  /** Milliseconds on a monotonic clock, to time batches (default performance.now). */
+  /** Milliseconds on a monotonic clock, to time steps (default performance.now). */
   clock?: () => number;
+  /** The rest between steps (default a timer). */
+  pause?: (ms: number) => Promise<void>;
 }
 
 export interface RetentionReport {
@@ -43,7 +46,7 @@ export interface RetentionReport {
   ms: number;
 }
 
-const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)));
+const timerPause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(1, ms)));
 
 /**
  * The retention pass: deletes final deliveries older than DELIVERY_RETENTION_DAYS (attempts with them), then replaces
@@ -85,25 +88,26 @@ export class Retention {
   }
 
   /**
-   * Runs `step` until it does less than it was asked. The batch is sized to take about `batchTargetMs`: a send that
-   * arrives during one waits at most that long (SQLite has one writer at a time, PostgreSQL holds row locks; queries
-   * do not wait), and a pause `restPerBatch` times as long follows.
+   * Runs `step` until it does less than it was asked. The batch is sized so that its transaction takes about
+   * `batchTargetMs`: a send that arrives during one waits at most that long (SQLite has one writer at a time,
+   * PostgreSQL holds row locks; queries do not wait). A pause `restPerBatch` times as long as the whole step follows.
    */
-  private async inBatches(step: (limit: number) => Promise<number>, count?: (rows: number) => void): Promise<number> {
+  private async inBatches(step: (limit: number) => Promise<RetentionStep>, count?: (rows: number) => void): Promise<number> {
     let limit = this.deps.batch ?? retentionBatch;
     const fixed = this.deps.batch !== undefined;
     let total = 0;
     const clock = this.deps.clock ?? (() => performance.now());
+    const pause = this.deps.pause ?? timerPause;
     while (!this.stopped) {
       const started = clock();
-      const done = await step(limit);
+      const { count: done, transactionMs } = await step(limit);
       const tookMs = clock() - started;
       total += done;
       if (done > 0) count?.(done);
       if (done < limit) break;
       if (!fixed) {
-        if (tookMs > batchTargetMs) limit = Math.max(minBatch, Math.floor(limit / 2));
-        else if (tookMs < batchTargetMs / 2) limit = Math.min(maxBatch, limit * 2);
+        if (transactionMs > batchTargetMs) limit = Math.max(minBatch, Math.floor(limit / 2));
+        else if (transactionMs < batchTargetMs / 2) limit = Math.min(maxBatch, limit * 2);
       }
       await pause(tookMs * restPerBatch);
     }
@@ -128,7 +132,12 @@ export class Retention {
       );
       // The freed pages go back in steps sized by time as the batches are: filling the holes moves pages and rewrites
       // the pointers to them, a step of a few hundred pages can take as long as a batch of rows.
-      if (purged + redacted > 0) await this.inBatches(async (pages) => ((await store.reclaimSpace(pages)) === 0 ? 0 : pages));
+      if (purged + redacted > 0) {
+        await this.inBatches(async (pages) => {
+          const { count: stillFree, transactionMs } = await store.reclaimSpace(pages);
+          return { count: stillFree === 0 ? 0 : pages, transactionMs };
+        });
+      }
       return { purged, redacted };
     });
     const report = { ran: counts !== undefined, purged: counts?.purged ?? 0, redacted: counts?.redacted ?? 0, ms: Math.round(performance.now() - started) };

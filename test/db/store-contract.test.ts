@@ -457,7 +457,11 @@ describe.each(kinds)('Store contract: %s', (kind) => {
 
     const cut = now - 90 * dayMs;
     const batches: number[] = [];
-    for (let purged = -1; purged !== 0; ) batches.push((purged = await store.purgeFinal(cut, 3)));
+    for (let purged = -1; purged !== 0; ) {
+      const step = await store.purgeFinal(cut, 3);
+      expect(step.transactionMs).toBeGreaterThanOrEqual(0);
+      batches.push((purged = step.count));
+    }
     expect(batches).toEqual([3, 1, 0]);
     for (const gone of [oldSent, oldFailed, oldCancelled, carrier]) {
       expect(await store.getDelivery(gone.id)).toBeUndefined();
@@ -476,8 +480,8 @@ describe.each(kinds)('Store contract: %s', (kind) => {
     const oldPending = await created({ ...content, status: 'RETRYING', createdAt: now - 10 * dayMs });
     const recent = await created({ ...content, status: 'SENT', createdAt: now - dayMs });
 
-    expect(await store.redactContent(now - 7 * dayMs, 500, now)).toBe(1);
-    expect(await store.redactContent(now - 7 * dayMs, 500, now + 1)).toBe(0);
+    expect((await store.redactContent(now - 7 * dayMs, 500, now)).count).toBe(1);
+    expect((await store.redactContent(now - 7 * dayMs, 500, now + 1)).count).toBe(0);
     expect(await store.getDelivery(old.id)).toMatchObject({ payload: redactedPayload, sealedSecrets: null, contentRedactedAt: now, status: 'FAILED' });
     for (const kept of [oldPending, recent]) {
       expect(await store.getDelivery(kept.id)).toMatchObject({ ...content, contentRedactedAt: null });

@@ -112,30 +112,39 @@ describe('retention pass [sqlite]', () => {
 });
 
 describe('retention batch sizing', () => {
-  it('shrinks batches that take longer than 3 ms and grows quick ones, so no transaction holds the store for long', async () => {
+  it("sizes batches by their own transaction's time, not the trip to it, and rests ten times the whole step", async () => {
     let left = 20_000;
     let clock = 0;
     const limits: number[] = [];
+    const pauses: number[] = [];
+    const stepTimes: number[] = [];
     const store = {
       exclusively: async <T>(_name: string, work: () => Promise<T>) => work(),
-      // 0.1 ms a row while the first 2,000 go (a loaded machine: 200 rows take 20 ms), then 0.0005 ms (an idle one).
+      // The transaction costs 0.1 ms a row while the first 2,000 go (a loaded machine: 200 rows take 20 ms), then
+      // 0.0005 ms (an idle one); every step also spends 20 ms waiting and travelling, as on a busy event loop.
       purgeFinal: async (_before: number, limit: number) => {
         limits.push(limit);
         const done = Math.min(limit, left);
         left -= done;
-        clock += done * (left + done > 18_000 ? 0.1 : 0.0005);
-        return done;
+        const transactionMs = done * (left + done > 18_000 ? 0.1 : 0.0005);
+        clock += 20 + transactionMs;
+        stepTimes.push(20 + transactionMs);
+        return { count: done, transactionMs };
       },
-      redactContent: async () => 0,
-      reclaimSpace: async () => 0,
+      redactContent: async () => ({ count: 0, transactionMs: 0 }),
+      reclaimSpace: async () => ({ count: 0, transactionMs: 0 }),
     } as unknown as Store;
     const config = { retention: { deliveryDays: 90, contentDays: 7 } };
-    const report = await new Retention({ store, config, logger: quiet, clock: () => clock }).runPass();
+    const pause = async (ms: number) => void pauses.push(ms);
+    const report = await new Retention({ store, config, logger: quiet, clock: () => clock, pause }).runPass();
     expect(report.purged).toBe(20_000);
-    // Halved while a batch takes over 3 ms, kept from 1.5 to 3 ms (25 rows), doubled once batches take under 1.5 ms, up
-    // to 2,000.
+    // Halved while a transaction takes over 3 ms, kept from 1.5 to 3 ms (25 rows), doubled once transactions take
+    // under 1.5 ms, up to 2,000, though every step took over 20 ms in all.
     expect(limits.slice(0, 6)).toEqual([200, 100, 50, 25, 25, 25]);
     expect(Math.max(...limits)).toBe(2000);
     expect(limits.every((limit, n) => n === 0 || limit === limits[n - 1] || limit === Math.min(2000, limits[n - 1] * 2) || limit * 2 === limits[n - 1])).toBe(true);
+    // A rest after every full batch (not after the last, short one), ten times the step as the caller saw it.
+    expect(pauses).toHaveLength(stepTimes.length - 1);
+    pauses.forEach((ms, n) => expect(ms).toBeCloseTo(stepTimes[n]! * 10, 6));
   });
 });
