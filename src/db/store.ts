@@ -164,11 +164,6 @@ export interface ChangeFeed {
   readonly connected: boolean;
 }
 
-/**
- * Everything the gateway keeps. Async so that a networked database can implement it without touching the
- * delivery service or the resolvers. A write resolves only once it is durably committed; an implementation may commit
- * several callers' writes in one transaction (group commit) as long as each stays atomic and fails alone.
- */
 /** One step of the retention pass: what it did, and how long its transaction took, by which the pass sizes the next. */
 export interface RetentionStep {
   count: number;
@@ -179,6 +174,11 @@ export interface RetentionStep {
   transactionMs: number;
 }
 
+/**
+ * Everything the gateway keeps. Async so that a networked database can implement it without touching the
+ * delivery service or the resolvers. A write resolves only once it is durably committed; an implementation may commit
+ * several callers' writes in one transaction (group commit) as long as each stays atomic and fails alone.
+ */
 export interface Store {
   readonly kind: StoreKind;
   /**
