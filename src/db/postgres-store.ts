@@ -33,6 +33,7 @@ import {
   digestOutcomeEffect,
   erasureEffect,
   finalStatusesSql,
+  nothingToRetain,
   redactedPayload,
   scrubbed,
   foldedEffect,
@@ -569,7 +570,7 @@ export class PostgresStore implements Store {
 
   async reclaimSpace(): Promise<RetentionStep> {
     // Autovacuum makes the space of deleted rows reusable; the files do not shrink (VACUUM FULL would lock the table).
-    return { count: 0, transactionMs: 0 };
+    return nothingToRetain;
   }
 
   async eraseRecipient(request: ErasureRequest): Promise<number> {

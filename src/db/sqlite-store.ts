@@ -33,6 +33,7 @@ import {
   deferredEffect,
   digestOutcomeEffect,
   erasureEffect,
+  nothingToRetain,
   redactedPayload,
   scrubbed,
   foldedEffect,
@@ -637,7 +638,7 @@ export class SqliteStore implements Store {
 
   async reclaimSpace(pages: number): Promise<RetentionStep> {
     const client = this.db.$client;
-    if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return { count: 0, transactionMs: 0 };
+    if (client.memory || client.pragma('auto_vacuum', { simple: true }) !== incrementalAutoVacuum) return nothingToRetain;
     return this.retentionStep({ kind: 'reclaimSpace', args: [pages] }, () => this.retention.anyToReclaim());
   }
 
@@ -649,7 +650,7 @@ export class SqliteStore implements Store {
     const pass = this.retentionPass;
     if (!pass) return this.write(() => timedStep(this.retention, operation));
     if (!pass.maintenance) {
-      if (!pending()) return { count: 0, transactionMs: 0 };
+      if (!pending()) return nothingToRetain;
       pass.maintenance = SqliteMaintenance.start(this.db.$client.name, this.writeTurn, () => this.turnHandedBack());
       this.db.$client.pragma('wal_autocheckpoint = 0');
     }

@@ -1,5 +1,5 @@
 import type { DeliveryRow } from './schema';
-import type { DeliveryPatch, ErasureRequest, NewAttempt, RecipientLimit } from './store';
+import type { DeliveryPatch, ErasureRequest, NewAttempt, RecipientLimit, RetentionStep } from './store';
 
 // The decisions every store makes the same way. A store only reads and writes; what the rows it read mean, and what it
 // may write, is decided here.
@@ -131,6 +131,9 @@ export function deferredEffect(turn: number, now: number): DeliveryPatch & { upd
 
 /** What a delivery's payload becomes once its content is gone (retention or erasure). */
 export const redactedPayload = '{"redacted":true}';
+
+/** A retention step with nothing to do: no transaction ran. */
+export const nothingToRetain: RetentionStep = Object.freeze({ count: 0, transactionMs: 0 });
 
 /** Final deliveries: only these are purged or redacted. Literal SQL, so that the planner can use the status index. */
 export const finalStatusesSql = "('SENT', 'FAILED', 'CANCELLED')";
