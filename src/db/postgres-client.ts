@@ -35,25 +35,30 @@ export function connectionSettings({ url, applicationName }: Pick<PoolOptions, '
   };
 }
 
+/** The error that ended a pooled connection, heard by its one lifelong listener. */
+const lostConnections = new WeakMap<pg.ClientBase, Error>();
+
 export function createPool(options: PoolOptions): pg.Pool {
-  return new pg.Pool({ ...connectionSettings(options), max: options.poolSize, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ ...connectionSettings(options), max: options.poolSize, idleTimeoutMillis: 30_000 });
+  // pg-pool listens for a connection's errors only while it is idle, and hands a connection back and on to the next
+  // waiter inside the socket read that finished the last query. The rest of that read (the server's FATAL after it,
+  // when the server went away) finds no listener: the next holder's is attached a microtask later. An 'error' nobody
+  // hears ends the process. One listener for the connection's whole life closes every such gap.
+  pool.on('connect', (client) => client.on('error', (error) => lostConnections.set(client, error)));
+  return pool;
 }
 
 /**
- * One connection of the pool for `work`, handed back after it; destroyed instead when it broke. pg-pool listens for a
- * connection's errors only while it is idle: one that dies while checked out between two queries (the server restarted,
- * pg_terminate_backend) would emit an 'error' nobody hears, and that ends the process. Heard here, it fails the work.
+ * One connection of a pool made by `createPool` for `work`, handed back after it; destroyed instead when it broke
+ * (the server restarted, pg_terminate_backend, or `work` called `broken`), so the pool never hands it on.
  */
 export async function withPoolClient<T>(pool: pg.Pool, work: (client: pg.PoolClient, broken: (error: Error) => void) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
-  const lost = (error: Error) => (broken ??= error);
-  client.on('error', lost);
   try {
-    return await work(client, lost);
+    return await work(client, (error) => (broken ??= error));
   } finally {
-    client.off('error', lost);
-    client.release(broken);
+    client.release(broken ?? lostConnections.get(client));
   }
 }
 

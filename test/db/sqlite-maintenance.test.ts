@@ -23,7 +23,9 @@ const oldRows = (count: number) =>
 const changesOf = (store: SqliteStore) => (store.db.$client.prepare('select total_changes() as n').get() as { n: number }).n;
 const present = (store: SqliteStore, id: string) => store.db.$client.prepare('select 1 from deliveries where id = ?').get(id) !== undefined;
 
-describe('retention pass on its own thread [sqlite]', () => {
+// The pass rests ten times as long as each step took, by design: 20,000 rows take 15 s alone, and over 30 s beside a
+// file whose gateways run in child processes.
+describe('retention pass on its own thread [sqlite]', { timeout: 120_000 }, () => {
   let gateway: TestGateway | undefined;
   afterEach(async () => {
     await gateway?.close();
