@@ -19,6 +19,7 @@ import type { Logger } from './logger';
 import { createConsoleRoute } from './operations/console-route';
 import { useOperationMetrics } from './operations/graphql-plugins';
 import { GatewayMetrics } from './operations/metrics';
+import { CallerActivity, isCallerPath } from './operations/caller-activity';
 import { Retention } from './operations/retention';
 import { carryRequestNote, createRequestObserver, observeRequests, requestNote } from './operations/request-log';
 import { createMetricsHandler, createOperationsRoutes } from './operations/routes';
@@ -64,8 +65,13 @@ export function createApp({ config, store: database, channels, secretBox, logger
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config, digests });
   dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
   storeHealth.onHealed(() => dispatcher.resume());
+  const activity = new CallerActivity();
+  dispatcher.onAttempt(() => activity.note());
   const observer = {
-    accepted: (delivery: DeliveryRow) => metrics.deliveryAccepted(delivery),
+    accepted: (delivery: DeliveryRow) => {
+      activity.note();
+      metrics.deliveryAccepted(delivery);
+    },
     rateLimited: (channel: ChannelName, scope: 'recipient' | 'caller') => metrics.rateLimitRefused(channel, scope),
   };
   const service = new DeliveryService({ store, channels, dispatcher, events, secretBox, config, observer });
@@ -73,6 +79,7 @@ export function createApp({ config, store: database, channels, secretBox, logger
   const retention = new Retention({
     store,
     config,
+    activity,
     logger: logger.child({ component: 'retention' }),
     observer: { purged: (count) => metrics.deliveriesPurged(count), redacted: (count) => metrics.deliveriesRedacted(count) },
   });
@@ -137,7 +144,11 @@ export function createApp({ config, store: database, channels, secretBox, logger
     }
     return (await operations(request, url)) ?? (await consolePage(request, url)) ?? json({ error: 'not found' }, 404);
   };
-  const observe = createRequestObserver({ logger, metrics });
+  const logRequest = createRequestObserver({ logger, metrics });
+  const observe: typeof logRequest = (method, pathname, requestId) => {
+    if (isCallerPath(pathname)) activity.note();
+    return logRequest(method, pathname, requestId);
+  };
   const adapter = createServerAdapter<{ req?: IncomingMessage }>(observeRequests(handle, observe));
   const legacyOverNode = serveOverNode(legacy, observe);
   const graphqlOverNode = serveGraphqlOverNode({ yoga, authenticator, observe, bodyLimitBytes: config.bodyLimitBytes });
@@ -170,6 +181,8 @@ export function createApp({ config, store: database, channels, secretBox, logger
     metrics,
     storeHealth,
     retention,
+    /** When a caller was last served or a delivery attempted (the retention pass rests less while it is quiet). */
+    activity,
     /** Serves /metrics alone, for the METRICS_PORT listener. */
     metricsHandler: createServerAdapter(createMetricsHandler(metrics)),
     start() {

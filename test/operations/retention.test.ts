@@ -147,4 +147,34 @@ describe('retention batch sizing', () => {
     expect(pauses).toHaveLength(stepTimes.length - 1);
     pauses.forEach((ms, n) => expect(ms).toBeCloseTo(stepTimes[n]! * 10, 6));
   });
+
+  it('rests once the step while no caller is served, and ten times again from the step after a caller comes back', async () => {
+    let left = 1000;
+    const calls: string[] = [];
+    let callersAway = true;
+    const store = {
+      exclusively: async <T>(_name: string, work: () => Promise<T>) => work(),
+      purgeFinal: async (_before: number, limit: number) => {
+        const done = Math.min(limit, left);
+        left -= done;
+        calls.push('step');
+        return { count: done, transactionMs: 2 };
+      },
+      redactContent: async () => ({ count: 0, transactionMs: 0 }),
+      reclaimSpace: async () => ({ count: 0, transactionMs: 0 }),
+    } as unknown as Store;
+    let clock = 0;
+    const pauses: number[] = [];
+    const activity = { quietFor: (ms: number) => (expect(ms).toBe(5000), callersAway) };
+    const pause = async (ms: number) => {
+      pauses.push(ms);
+      // A caller arrives during the third rest.
+      if (pauses.length === 3) callersAway = false;
+    };
+    const config = { retention: { deliveryDays: 90, contentDays: 7 } };
+    await new Retention({ store, config, logger: quiet, clock: () => (clock += 2), pause, batch: 100, activity }).runPass();
+    expect(calls).toHaveLength(11);
+    // Each step takes 2 ms on this clock: 2 ms rests while quiet, 20 ms once a caller was served.
+    expect(pauses).toEqual([2, 2, 2, 20, 20, 20, 20, 20, 20, 20]);
+  });
 });
