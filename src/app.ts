@@ -63,10 +63,12 @@ export function createApp({ config, store: database, channels, secretBox, logger
   }
   const digests = config.robotDigest ? new Digests({ store, events, logger }) : undefined;
   const dispatcher = new Dispatcher({ store, channels, secretBox, events, logger, config, digests });
-  dispatcher.onAttempt(({ delivery, attempt }) => metrics.attemptFinished(delivery, attempt));
-  storeHealth.onHealed(() => dispatcher.resume());
   const activity = new CallerActivity();
-  dispatcher.onAttempt(() => activity.note());
+  dispatcher.onAttempt(({ delivery, attempt }) => {
+    activity.note();
+    metrics.attemptFinished(delivery, attempt);
+  });
+  storeHealth.onHealed(() => dispatcher.resume());
   const observer = {
     accepted: (delivery: DeliveryRow) => {
       activity.note();

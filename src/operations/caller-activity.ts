@@ -5,14 +5,12 @@
 export class CallerActivity {
   private lastMs = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly clock: () => number = () => performance.now()) {}
-
   note(): void {
-    this.lastMs = this.clock();
+    this.lastMs = performance.now();
   }
 
   quietFor(ms: number): boolean {
-    return this.clock() - this.lastMs >= ms;
+    return performance.now() - this.lastMs >= ms;
   }
 }
 

@@ -21,7 +21,7 @@ const maxBatch = 2000;
 const restPerBatch = 10;
 /**
  * With no caller served and no delivery attempted for `quietMs`, the pass rests once its step instead: a backlog
- * (a year's rows after an upgrade) goes five times as fast at night, and the first caller back waits for one step at
+ * (a year's rows after an upgrade) goes up to five times as fast at night, and the first caller back waits for one step at
  * most, as under load; the step after their request rests ten times again.
  */
 const restWhenQuiet = 1;
