@@ -122,6 +122,9 @@ function answer(rule: Rule | undefined, callback: (error?: Error) => void): void
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
   const host = options.host ?? '127.0.0.1';
   const messages: SmtpSinkMessage[] = [];
+  // By delivery id: suites poll messagesFor for thousands of ids while the sink answers the gateway on the same event
+  // loop, and a scan per id (10,000 × 10,000) held its replies back for seconds, long enough for sends to time out.
+  const byDelivery = new Map<string, SmtpSinkMessage[]>();
   let rules: Rule[] = [];
   let server: SMTPServer | undefined;
   let port = options.port ?? 0;
@@ -208,6 +211,11 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
               receivedAt: new Date(),
             };
             messages.push(message);
+            if (message.deliveryId !== undefined) {
+              const copies = byDelivery.get(message.deliveryId);
+              if (copies) copies.push(message);
+              else byDelivery.set(message.deliveryId, [message]);
+            }
             options.onMessage?.(message);
             callback();
           })
@@ -272,7 +280,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       rules = [];
     },
     messagesFor(deliveryId) {
-      return messages.filter((message) => message.deliveryId === deliveryId);
+      return [...(byDelivery.get(deliveryId) ?? [])];
     },
     stop,
     start,
