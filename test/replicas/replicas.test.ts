@@ -9,8 +9,8 @@ import { startAliyunSmsEmulator, type AliyunSmsEmulator } from '../peers/aliyun-
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { eventually, testSecretKey, testToken } from '../support/gateway';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process';
-import { adminQuery, createTestDatabase, postgresAvailable, statusesOnceSent, withDatabase, type TestDatabase } from '../support/postgres';
-import { sendEmailMutation, sendSmsMutation, startReplicas } from '../support/replicas';
+import { adminQuery, createTestDatabase, postgresAvailable, withDatabase, type TestDatabase } from '../support/postgres';
+import { sendEmailMutation, sendSmsMutation, startReplicas, statusesOnceSent } from '../support/replicas';
 import { sseReader } from '../support/sse';
 import { subscribe, webSocketClient } from '../support/websocket';
 

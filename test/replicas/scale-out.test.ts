@@ -2,8 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copiesAtSink, startSmtpSink, type SmtpSink } from '../peers/smtp-sink';
 import { eventually } from '../support/gateway';
 import type { GatewayProcess } from '../support/gateway-process';
-import { createTestDatabase, postgresAvailable, statusesOnceSent, withDatabase, type TestDatabase } from '../support/postgres';
-import { sendEmailMutation, startReplicas } from '../support/replicas';
+import { createTestDatabase, postgresAvailable, withDatabase, type TestDatabase } from '../support/postgres';
+import { sendEmailMutation, startReplicas, statusesOnceSent } from '../support/replicas';
 
 // 10,000 emails through three replicas on one PostgreSQL database, half over GraphQL and half over the legacy REST
 // route, and one replica killed (SIGKILL) in the middle: every accepted message must reach the SMTP server, and a

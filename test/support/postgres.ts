@@ -75,26 +75,3 @@ export async function withDatabase<T>(database: TestDatabase, work: (client: pg.
     await client.end();
   }
 }
-
-/**
- * Deliveries per status (of `ids`, or all), once every one is SENT or `timeoutMs` has passed: a provider holds a
- * message a moment before the gateway records it, so what arrived there is not yet what the database says.
- */
-export async function statusesOnceSent(
-  database: TestDatabase,
-  ids?: readonly string[],
-  timeoutMs = 60_000,
-): Promise<{ status: string; n: number }[]> {
-  const read = () =>
-    withDatabase(database, async (client) =>
-      ids
-        ? (await client.query('select status, count(*)::int as n from deliveries where id = any($1) group by status order by status', [ids])).rows
-        : (await client.query('select status, count(*)::int as n from deliveries group by status order by status')).rows,
-    );
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const statuses = await read();
-    if ((statuses.length === 1 && statuses[0].status === 'SENT') || Date.now() > deadline) return statuses;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
